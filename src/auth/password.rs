@@ -183,6 +183,11 @@ impl Hasher {
         Self { inner }
     }
 
+    /// Number of hashing threads.
+    pub fn threads(&self) -> usize {
+        self.inner.threads
+    }
+
     /// Checks admitted and not yet answered.
     pub fn depth(&self) -> usize {
         self.inner.depth.load(Ordering::Relaxed)

@@ -182,6 +182,13 @@ pub(super) fn metrics(app: &Arc<App>) -> Response<Body> {
     let hasher = app.auth.hasher();
     render_value(
         &mut out,
+        "wsgate_hash_threads",
+        "gauge",
+        "Password hashing threads.",
+        hasher.threads(),
+    );
+    render_value(
+        &mut out,
         "wsgate_login_queue_depth",
         "gauge",
         "Password checks admitted and not yet answered.",
