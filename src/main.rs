@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use wsgate::config::{HashParams, KeySource, SessionProtection};
 use wsgate::net::{Cidr, OriginSet};
 use wsgate::store::{self, Store};
@@ -17,7 +19,7 @@ use wsgate::{Config, Error, Server};
 /// With no command, `wsgate` runs `wsgate serve`. Every flag can also be set
 /// through the environment variable shown beside it.
 #[derive(Parser, Debug)]
-#[command(name = "wsgate", version, args_conflicts_with_subcommands = true)]
+#[command(name = "wsgate", version)]
 struct Cli {
     /// Directory for the database and the secret key file.
     #[arg(
@@ -138,7 +140,7 @@ enum UserCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     init_tracing(&cli.log);
     let result = match &cli.command {
         None => serve(&cli, cli.serve.clone()),
@@ -152,6 +154,30 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Parses the command line. The top-level serve flags (`wsgate --listen …`)
+/// cannot precede a subcommand, but the global ones (`--db`, `--data-dir`,
+/// `--log`) can: clap's `args_conflicts_with_subcommands` would refuse
+/// those too, so the rule is checked here.
+fn parse_cli() -> Cli {
+    let mut cmd = Cli::command();
+    let matches = cmd.get_matches_mut();
+    if let Some((sub, _)) = matches.subcommand() {
+        let serve_flag = cmd.get_arguments().find(|a| {
+            !a.is_global_set()
+                && matches.value_source(a.get_id().as_str()) == Some(ValueSource::CommandLine)
+        });
+        if let Some(flag) = serve_flag {
+            let flag = flag.get_long().unwrap_or_else(|| flag.get_id().as_str());
+            cmd.error(
+                ErrorKind::ArgumentConflict,
+                format!("the subcommand '{sub}' cannot be used with '--{flag}'; put serve flags after 'serve'"),
+            )
+            .exit();
+        }
+    }
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 fn init_tracing(filter: &str) {
@@ -211,13 +237,15 @@ fn serve(cli: &Cli, args: ServeArgs) -> Result<(), Error> {
         .map_err(|e| Error::io("starting the runtime", e))?;
     rt.block_on(async move {
         let server = Server::bind(config).await?;
+        // Handlers in place before the readiness line (see shutdown::signal).
+        let stop = wsgate::shutdown::signal();
         if let Some((name, password)) = server.create_first_user().await? {
             println!("created the first user {name:?} with password {password:?}");
             println!("(shown once; change it with: wsgate user passwd {name})");
         }
         println!("wsgate listening on http://{}", server.local_addr()?);
         let _ = std::io::stdout().flush();
-        server.serve(wsgate::shutdown::signal()).await
+        server.serve(stop).await
     })
 }
 
