@@ -3,7 +3,11 @@
 
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
 use crate::auth::Auth;
+use crate::gateway::Gateway;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -26,6 +30,13 @@ pub struct App {
     pub cookie_name: String,
     /// Whether cookies are `Secure`.
     pub cookie_secure: bool,
+    /// Live sockets and rooms.
+    pub gateway: Arc<Gateway>,
+    /// Every task that must finish before the process exits (connections,
+    /// sockets, background duties).
+    pub tasks: TaskTracker,
+    /// Cancelled when the server starts draining.
+    pub shutdown: CancellationToken,
 }
 
 impl App {
@@ -62,7 +73,11 @@ impl App {
         let store = Store::open(&config.store)?;
         let metrics = Arc::new(Metrics::default());
         let auth = Auth::new(config.auth.clone(), store.clone(), metrics.clone())?;
+        let gateway = Arc::new(Gateway::new(config.gateway.clone(), store.clone(), auth.clone()));
         Ok(Self {
+            gateway,
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
             config,
             auth,
             store,

@@ -180,6 +180,9 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Expiry sweep and live-session re-check interval.
     pub sweep_interval: Duration,
+    /// How often the database is checked (cheaply) for changes made by
+    /// other processes that end live sessions.
+    pub watch_interval: Duration,
     /// Authentication.
     pub auth: AuthConfig,
     /// Store.
@@ -204,6 +207,7 @@ impl Config {
             max_connections: 110_000,
             drain_timeout: Duration::from_secs(10),
             sweep_interval: Duration::from_secs(60),
+            watch_interval: Duration::from_secs(1),
             auth: AuthConfig {
                 key: KeySource::File(dir.join("secret.key")),
                 previous_keys: Vec::new(),

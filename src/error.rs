@@ -24,6 +24,15 @@ pub enum Error {
     /// The route exists with other methods.
     #[error("method not allowed")]
     MethodNotAllowed(&'static str),
+    /// `GET /ws` without an `Upgrade` header.
+    #[error("this endpoint speaks WebSocket only")]
+    UpgradeRequired,
+    /// A socket limit (per user or global) is reached.
+    #[error("{0}")]
+    TooManySockets(&'static str),
+    /// `POST /publish` without the right API key.
+    #[error("missing or wrong API key")]
+    BadApiKey,
     /// The request body did not arrive in time.
     #[error("request body timed out")]
     Timeout,
@@ -86,16 +95,17 @@ impl Error {
     pub fn status(&self) -> u16 {
         match self {
             Self::BadRequest(_) | Self::InvalidUsername(_) => 400,
-            Self::InvalidCredentials | Self::Unauthenticated => 401,
+            Self::InvalidCredentials | Self::Unauthenticated | Self::BadApiKey => 401,
             Self::ForbiddenOrigin => 403,
             Self::NotFound | Self::UnknownUser(_) => 404,
             Self::MethodNotAllowed(_) => 405,
             Self::Timeout => 408,
+            Self::UpgradeRequired => 426,
             Self::DuplicateUser(_) => 409,
             Self::PayloadTooLarge(_) => 413,
             Self::UnsupportedMediaType(_) => 415,
             Self::RateLimited(_) => 429,
-            Self::Overloaded(_) | Self::StoreBusy | Self::Store(_) => 503,
+            Self::Overloaded(_) | Self::StoreBusy | Self::Store(_) | Self::TooManySockets(_) => 503,
             Self::Config(_) | Self::Io { .. } | Self::Internal(_) => 500,
         }
     }
@@ -112,6 +122,9 @@ impl Error {
             Self::UnknownUser(_) => "unknown_user",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Timeout => "timeout",
+            Self::UpgradeRequired => "upgrade_required",
+            Self::TooManySockets(_) => "too_many_connections",
+            Self::BadApiKey => "invalid_api_key",
             Self::DuplicateUser(_) => "duplicate_user",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -136,7 +149,7 @@ impl Error {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             Self::RateLimited(d) | Self::Overloaded(d) => Some(whole_seconds(*d)),
-            Self::StoreBusy | Self::Store(_) => Some(1),
+            Self::StoreBusy | Self::Store(_) | Self::TooManySockets(_) => Some(1),
             _ => None,
         }
     }

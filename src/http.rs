@@ -4,6 +4,9 @@
 pub mod body;
 mod demo;
 mod handlers;
+mod publish;
+
+pub(crate) use handlers::session_of;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -44,8 +47,10 @@ async fn route(
         ("/healthz", &Method::GET) => Ok(text(StatusCode::OK, "text/plain; charset=utf-8", "ok")),
         ("/readyz", &Method::GET) => handlers::readyz(app).await,
         ("/metrics", &Method::GET) => Ok(handlers::metrics(app)),
-        ("/auth" | "/logout", _) => Err(Error::MethodNotAllowed("POST")),
-        ("/me" | "/healthz" | "/readyz" | "/metrics", _) => Err(Error::MethodNotAllowed("GET")),
+        ("/ws", &Method::GET) => crate::gateway::upgrade::upgrade(app, req).await,
+        ("/publish", &Method::POST) => publish::publish(app, req).await,
+        ("/auth" | "/logout" | "/publish", _) => Err(Error::MethodNotAllowed("POST")),
+        ("/me" | "/healthz" | "/readyz" | "/metrics" | "/ws", _) => Err(Error::MethodNotAllowed("GET")),
         (p, &Method::GET) => demo::serve(p).ok_or(Error::NotFound),
         _ => Err(Error::NotFound),
     }
@@ -63,6 +68,10 @@ pub fn error_response(e: &Error) -> Response<Body> {
     if let Some(secs) = e.retry_after() {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if matches!(e, Error::UpgradeRequired) {
+        resp.headers_mut()
+            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     }
     if let Error::MethodNotAllowed(allow) = e {
         resp.headers_mut()

@@ -17,6 +17,7 @@
 //!
 //! A tour of the layout, from the outside in:
 //! - [`server`]: accept loop, hyper connections, drain order.
+//! - [`gateway`]: `GET /ws`, the socket task, rooms (hub), live sockets (registry).
 //! - [`http`]: routing, request facts, errors mapped to responses.
 //! - [`auth`]: passwords (hashing threads), cookies, session policy, limits.
 //! - [`store`]: the SQLite file behind an r2d2 pool; every call off the reactor.
@@ -28,6 +29,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod gateway;
 pub mod http;
 pub mod metrics;
 pub mod names;

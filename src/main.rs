@@ -95,6 +95,27 @@ struct ServeArgs {
     /// Open TCP connections at most.
     #[arg(long, env = "WSGATE_MAX_CONNECTIONS", default_value_t = 110_000)]
     max_connections: usize,
+    /// API key of POST /publish (the API is disabled without a key).
+    #[arg(long, env = "WSGATE_PUBLISH_KEY", hide_env_values = true, conflicts_with = "publish_key_file")]
+    publish_key: Option<String>,
+    /// File holding the API key of POST /publish (first line).
+    #[arg(long, env = "WSGATE_PUBLISH_KEY_FILE")]
+    publish_key_file: Option<PathBuf>,
+    /// Seconds between the server's WebSocket pings.
+    #[arg(long, env = "WSGATE_PING_INTERVAL", default_value_t = 30.0)]
+    ping_interval: f64,
+    /// Seconds without a pong after which a socket is closed with 4003.
+    #[arg(long, env = "WSGATE_PONG_TIMEOUT", default_value_t = 60.0)]
+    pong_timeout: f64,
+    /// Sockets one user may hold.
+    #[arg(long, env = "WSGATE_MAX_SOCKETS_PER_USER", default_value_t = 32)]
+    max_sockets_per_user: usize,
+    /// Sockets in total.
+    #[arg(long, env = "WSGATE_MAX_SOCKETS", default_value_t = 100_000)]
+    max_sockets: usize,
+    /// Frames queued per socket before it is closed as a slow consumer (4002).
+    #[arg(long, env = "WSGATE_OUTBOUND_QUEUE", default_value_t = 1024)]
+    outbound_queue: usize,
     /// Seconds to let in-flight work finish on SIGINT/SIGTERM.
     #[arg(long, env = "WSGATE_DRAIN_TIMEOUT", default_value_t = 10.0)]
     drain_timeout: f64,
@@ -221,6 +242,23 @@ fn config(cli: &Cli, args: ServeArgs) -> Result<Config, Error> {
     c.store.pool_size = args.pool_size.max(1);
     c.max_connections = args.max_connections.max(1);
     c.drain_timeout = secs(args.drain_timeout, "--drain-timeout")?;
+    c.gateway.publish_key = match (args.publish_key, args.publish_key_file) {
+        (Some(k), _) => Some(k),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+            Some(text.lines().next().unwrap_or("").trim().to_owned())
+        }
+        (None, None) => None,
+    };
+    if c.gateway.publish_key.as_deref().is_some_and(str::is_empty) {
+        return Err(Error::Config("the publish API key cannot be empty".into()));
+    }
+    c.gateway.ping_interval = secs(args.ping_interval, "--ping-interval")?;
+    c.gateway.pong_timeout = secs(args.pong_timeout, "--pong-timeout")?;
+    c.gateway.max_sockets_per_user = args.max_sockets_per_user.max(1);
+    c.gateway.max_sockets = args.max_sockets.max(1);
+    c.gateway.outbound_queue = args.outbound_queue.max(1);
     Ok(c)
 }
 

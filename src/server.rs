@@ -15,7 +15,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::app::App;
 use crate::config::Config;
@@ -110,10 +109,18 @@ impl Server {
     /// The final checkpoint fails.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
         let Self { listener, app } = self;
-        let token = CancellationToken::new();
-        let tracker = TaskTracker::new();
+        let token = app.shutdown.clone();
+        let tracker = app.tasks.clone();
         let slots = Arc::new(Semaphore::new(app.config.max_connections));
         tracker.spawn(sweeper(app.clone(), token.clone()));
+        let gw = &app.gateway;
+        tracker.spawn(gw.clone().heartbeat(token.clone()));
+        tracker.spawn(gw.clone().sweep_rooms(token.clone()));
+        tracker.spawn(gw.clone().watch_sessions(
+            token.clone(),
+            app.config.watch_interval,
+            app.config.sweep_interval,
+        ));
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -135,8 +142,11 @@ impl Server {
             }
         }
         drop(listener);
-        tracing::info!("draining");
+        tracing::info!(sockets = app.gateway.registry.len(), "draining");
         token.cancel();
+        // hyper's graceful shutdown does not see upgraded sockets: tell
+        // each one to close with 1001 itself.
+        app.gateway.registry.close_all(crate::gateway::close::CloseReason::GoingAway);
         tracker.close();
         if tokio::time::timeout(app.config.drain_timeout, tracker.wait())
             .await

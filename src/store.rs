@@ -34,6 +34,7 @@ struct Inner {
     /// Pooled connections; checkout waits at most the configured 1 s.
     pool: r2d2::Pool<r2d2_sqlite::SqliteConnectionManager>,
     stats: StoreStats,
+    config: StoreConfig,
 }
 
 /// Counters the metrics endpoint reads.
@@ -95,10 +96,23 @@ impl Store {
             inner: Arc::new(Inner {
                 pool,
                 stats: StoreStats::default(),
+                config: config.clone(),
             }),
         };
         store.blocking(schema::apply)?;
         Ok(store)
+    }
+
+    /// A connection of its own, outside the pool, with the same pragmas
+    /// (for watchers that need one connection over time).
+    ///
+    /// # Errors
+    /// The file cannot be opened.
+    pub fn open_connection(&self) -> Result<Connection> {
+        let cfg = &self.inner.config;
+        let mut c = Connection::open(&cfg.db_path).map_err(|e| Error::Store(e.to_string()))?;
+        pool::configure(&mut c, cfg.busy_timeout).map_err(|e| Error::Store(e.to_string()))?;
+        Ok(c)
     }
 
     /// Counters for metrics.

@@ -115,6 +115,8 @@ pub(super) async fn logout(
     }
     if !revoked.sessions.is_empty() {
         tracing::info!(sessions = ?revoked.sessions, "logout");
+        // Sockets of these sessions are told to close before we answer.
+        app.gateway.sessions_ended(&revoked.sessions);
     }
     let mut resp = Response::new(Body::default());
     *resp.status_mut() = StatusCode::NO_CONTENT;
@@ -135,7 +137,9 @@ pub(crate) async fn session_of(
     let ua = user_agent(headers);
     for value in session_cookies(app, headers) {
         let mut revoked = Revoked::default();
-        if let Some(row) = app.auth.authenticate(value, ua, &mut revoked).await? {
+        let found = app.auth.authenticate(value, ua, &mut revoked).await;
+        app.gateway.sessions_ended(&revoked.sessions);
+        if let Some(row) = found? {
             return Ok(Some(row));
         }
     }

@@ -111,6 +111,21 @@ pub fn touch(c: &mut Connection, id: i64, now: i64) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Records activity of several sessions in one `BEGIN IMMEDIATE`
+/// transaction (live sockets keep their sessions active).
+pub fn touch_many(c: &Connection, ids: &[i64], now: i64) -> Result<(), StoreError> {
+    let tx = rusqlite::Transaction::new_unchecked(c, TransactionBehavior::Immediate)?;
+    {
+        let mut stmt =
+            tx.prepare_cached("UPDATE sessions SET last_seen = ?1 WHERE id = ?2 AND last_seen < ?1")?;
+        for id in ids {
+            stmt.execute(params![now, id])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 /// Deletes one session by id.
 pub fn delete(c: &mut Connection, id: i64) -> Result<bool, StoreError> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
