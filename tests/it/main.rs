@@ -8,3 +8,4 @@ mod auth;
 mod cli;
 mod process;
 mod store;
+mod ws;
