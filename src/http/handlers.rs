@@ -266,6 +266,7 @@ pub(super) fn metrics(app: &Arc<App>) -> Response<Body> {
         "Open TCP connections.",
         metrics::load(&m.connections_open),
     );
+    render_gateway(&mut out, &app.gateway);
     m.http_responses.render(
         &mut out,
         "wsgate_http_responses_total",
@@ -277,4 +278,64 @@ pub(super) fn metrics(app: &Arc<App>) -> Response<Body> {
         "text/plain; version=0.0.4; charset=utf-8",
         out,
     )
+}
+
+fn render_gateway(out: &mut String, gw: &crate::gateway::Gateway) {
+    let m = &gw.metrics;
+    render_value(
+        out,
+        "wsgate_sockets_open",
+        "gauge",
+        "Open WebSockets.",
+        gw.registry.len(),
+    );
+    m.upgrades.render(
+        out,
+        "wsgate_upgrades_total",
+        "outcome",
+        "WebSocket upgrade attempts by outcome.",
+    );
+    render_value(
+        out,
+        "wsgate_frames_in_total",
+        "counter",
+        "Frames read from clients.",
+        metrics::load(&m.frames_in),
+    );
+    render_value(
+        out,
+        "wsgate_frames_out_total",
+        "counter",
+        "Frames written to clients.",
+        metrics::load(&m.frames_out),
+    );
+    let hub = &gw.hub.stats;
+    render_value(
+        out,
+        "wsgate_messages_published_total",
+        "counter",
+        "Messages published to rooms (clients and the API).",
+        metrics::load(&hub.published),
+    );
+    render_value(
+        out,
+        "wsgate_messages_delivered_total",
+        "counter",
+        "Message frames queued to sockets.",
+        metrics::load(&hub.delivered),
+    );
+    m.closes.render(
+        out,
+        "wsgate_socket_closes_total",
+        "code",
+        "Sockets closed, by close code (gone: no closing handshake).",
+    );
+    render_value(
+        out,
+        "wsgate_queue_overflows_total",
+        "counter",
+        "Sockets closed as slow consumers (outbound queue overflow).",
+        m.closes.get("4002"),
+    );
+    render_value(out, "wsgate_rooms", "gauge", "Rooms held.", gw.hub.len());
 }
