@@ -17,6 +17,11 @@
 //!   latency percentiles, `/healthz` latency measured throughout, and the
 //!   server's CPU time and RSS (from `/proc`).
 //!
+//! - `connect`: logs users in, then opens N authenticated sockets and holds
+//!   them; reports upgrades/s, the server's CPU per upgrade and its RSS per
+//!   idle socket. Raises its own open-file limit (run as root or with a high
+//!   hard limit for 10,000 sockets).
+//!
 //! Only loopback targets are accepted.
 
 use std::io::{BufRead, BufReader, Write};
@@ -74,6 +79,28 @@ enum Phase {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+    },
+    /// Log users in, then open N sockets and hold them (RSS per socket).
+    Connect {
+        /// Sockets to open.
+        #[arg(long, default_value_t = 10_000)]
+        sockets: usize,
+        /// Users the sockets are spread over [default: sockets / 30, so
+        /// the per-user limit of 32 holds].
+        #[arg(long)]
+        users: Option<usize>,
+        /// Username prefix.
+        #[arg(long, default_value = "load")]
+        prefix: String,
+        /// The users' password.
+        #[arg(long, default_value = "load-test-password")]
+        password: String,
+        /// Upgrades in flight at once.
+        #[arg(long, default_value_t = 200)]
+        concurrency: usize,
+        /// Seconds to hold the sockets open before measuring again and closing.
+        #[arg(long, default_value_t = 5)]
+        hold: u64,
     },
 }
 
@@ -185,6 +212,8 @@ struct Reply {
     status: u16,
     retry_after: Option<u64>,
     body: Bytes,
+    /// Value of the session cookie set by the response.
+    cookie: Option<String>,
 }
 
 impl Conn {
@@ -230,6 +259,12 @@ impl Conn {
             }
         };
         let status = resp.status().as_u16();
+        let cookie = resp.headers().get_all("set-cookie").iter().find_map(|v| {
+            let v = v.to_str().ok()?;
+            let (name, rest) = v.split_once('=')?;
+            name.ends_with("wsgate_session")
+                .then(|| rest.split(';').next().unwrap_or("").to_owned())
+        });
         let retry_after = resp
             .headers()
             .get("retry-after")
@@ -245,6 +280,7 @@ impl Conn {
             status,
             retry_after,
             body,
+            cookie,
         })
     }
 }
@@ -510,8 +546,214 @@ async fn login_phase(
     failures.is_empty() && ok == users as u64
 }
 
+/// Raises this process's open-file limit to its hard limit (children
+/// inherit it), so thousands of sockets fit.
+fn raise_nofile_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write/read only the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            let want = lim.rlim_max.max(200_000);
+            lim.rlim_cur = want;
+            lim.rlim_max = want;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+                lim.rlim_cur = lim.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
+        }
+    }
+}
+
+/// Logs `users` users in (retrying after `Retry-After`); returns cookies.
+async fn login_all(addr: SocketAddr, prefix: &str, users: usize, password: &str) -> Vec<String> {
+    let mut tasks = Vec::new();
+    let chunk = users.div_ceil(64).max(1);
+    for start in (0..users).step_by(chunk) {
+        let (prefix, password) = (prefix.to_owned(), password.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut c = Conn::new(addr);
+            let mut out = Vec::new();
+            for i in start..(start + chunk).min(users) {
+                let body =
+                    serde_json::json!({"username": format!("{prefix}{i}"), "password": password})
+                        .to_string();
+                loop {
+                    match c.send("POST", "/auth", Some(body.clone())).await {
+                        Ok(r) if r.status == 200 => {
+                            out.push(r.cookie.unwrap_or_default());
+                            break;
+                        }
+                        Ok(r) if r.status == 503 || r.status == 429 => {
+                            tokio::time::sleep(Duration::from_secs(r.retry_after.unwrap_or(1)))
+                                .await;
+                        }
+                        Ok(r) => panic!("login of {prefix}{i} failed: {}", r.status),
+                        Err(e) => panic!("login of {prefix}{i} failed: {e}"),
+                    }
+                }
+            }
+            out
+        }));
+    }
+    let mut cookies = Vec::new();
+    for t in tasks {
+        cookies.extend(t.await.expect("login task"));
+    }
+    cookies
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+async fn open_socket(addr: SocketAddr, cookie: &str) -> Result<Socket, String> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{addr}/ws")
+        .into_client_request()
+        .map_err(|e| e.to_string())?;
+    req.headers_mut().insert(
+        "cookie",
+        format!("wsgate_session={cookie}")
+            .parse()
+            .map_err(|_| "cookie header")?,
+    );
+    // the same User-Agent as the login: sessions are bound to it
+    req.headers_mut().insert(
+        "user-agent",
+        hyper::header::HeaderValue::from_static("wsgate-loadtest/1"),
+    );
+    let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
+    let (mut ws, _) = tokio_tungstenite::client_async(req, stream)
+        .await
+        .map_err(|e| e.to_string())?;
+    // the welcome frame
+    match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+        Ok(Some(Ok(_))) => Ok(ws),
+        _ => Err("no welcome".into()),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn connect_phase(
+    addr: SocketAddr,
+    pid: Option<u32>,
+    sockets: usize,
+    users: usize,
+    prefix: String,
+    password: String,
+    concurrency: usize,
+    hold: Duration,
+    as_json: bool,
+) -> bool {
+    let cookies = Arc::new(login_all(addr, &prefix, users, &password).await);
+    // let the server settle after the logins before the baseline
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = pid.and_then(proc_sample);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency.clamp(1, sockets.max(1)) {
+        let (next, cookies) = (next.clone(), cookies.clone());
+        workers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            let mut failed = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= sockets {
+                    break;
+                }
+                match open_socket(addr, &cookies[i % cookies.len()]).await {
+                    Ok(ws) => mine.push(ws),
+                    Err(e) => failed.push(e),
+                }
+            }
+            (mine, failed)
+        }));
+    }
+    let mut held: Vec<Socket> = Vec::with_capacity(sockets);
+    let mut failures: std::collections::BTreeMap<String, u64> = Default::default();
+    for w in workers {
+        if let Ok((mine, failed)) = w.await {
+            held.extend(mine);
+            for f in failed {
+                *failures.entry(f).or_default() += 1;
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let opened = held.len();
+    let after_open = pid.and_then(proc_sample);
+    tokio::time::sleep(hold).await;
+    let after_hold = pid.and_then(proc_sample);
+    drop(held);
+    let per_socket = match (before, after_hold) {
+        (Some(b), Some(a)) if opened > 0 => {
+            Some((a.rss_kib as f64 - b.rss_kib as f64) * 1024.0 / opened as f64)
+        }
+        _ => None,
+    };
+    let cpu_per_upgrade = match (before, after_open) {
+        (Some(b), Some(a)) if opened > 0 => {
+            Some(((a.utime - b.utime) + (a.stime - b.stime)) * 1e6 / opened as f64)
+        }
+        _ => None,
+    };
+    let report = serde_json::json!({
+        "phase": "connect",
+        "sockets": sockets,
+        "opened": opened,
+        "users": users,
+        "failures": failures,
+        "elapsed_s": elapsed,
+        "upgrades_per_s": opened as f64 / elapsed,
+        "server": {
+            "rss_before_kib": before.map(|p| p.rss_kib),
+            "rss_open_kib": after_open.map(|p| p.rss_kib),
+            "rss_held_kib": after_hold.map(|p| p.rss_kib),
+            "rss_bytes_per_socket": per_socket,
+            "cpu_us_per_upgrade": cpu_per_upgrade,
+        },
+    });
+    if as_json {
+        println!("{report}");
+    } else {
+        println!(
+            "connect: {opened}/{sockets} sockets open in {elapsed:.2} s ({:.0} upgrades/s) over {users} users",
+            opened as f64 / elapsed
+        );
+        if !failures.is_empty() {
+            println!("  failures: {failures:?}");
+        }
+        if let (Some(b), Some(o), Some(h)) = (before, after_open, after_hold) {
+            println!(
+                "  server RSS: {} KiB before, {} KiB with all open, {} KiB after {}s held",
+                b.rss_kib,
+                o.rss_kib,
+                h.rss_kib,
+                hold.as_secs()
+            );
+        }
+        if let Some(p) = per_socket {
+            println!(
+                "  RSS per idle authenticated socket: {:.0} bytes ({:.2} KiB)",
+                p,
+                p / 1024.0
+            );
+        }
+        if let Some(c) = cpu_per_upgrade {
+            println!("  server CPU per upgrade: {c:.1} us");
+        }
+    }
+    failures.is_empty() && opened == sockets
+}
+
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    raise_nofile_limit();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -540,6 +782,34 @@ fn main() -> std::process::ExitCode {
                 password,
                 concurrency,
                 Duration::from_secs(timeout),
+                args.json,
+            ))
+        }
+        Phase::Connect {
+            sockets,
+            users,
+            prefix,
+            password,
+            concurrency,
+            hold,
+        } => {
+            let users = users.unwrap_or(sockets.div_ceil(30)).max(1);
+            let embedded = args
+                .embedded
+                .then(|| start_embedded(&prefix, users, &password));
+            let addr = embedded
+                .as_ref()
+                .map_or_else(|| loopback_addr(&args.url), |e| e.addr);
+            let pid = args.server_pid.or(embedded.as_ref().map(|e| e.child.id()));
+            rt.block_on(connect_phase(
+                addr,
+                pid,
+                sockets,
+                users,
+                prefix,
+                password,
+                concurrency,
+                Duration::from_secs(hold),
                 args.json,
             ))
         }

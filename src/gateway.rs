@@ -29,7 +29,7 @@ use registry::Registry;
 
 /// tungstenite's read buffer per socket. Its default (128 KiB, allocated as
 /// the socket opens) would dominate an idle socket's memory.
-const READ_BUFFER: usize = 4096;
+const READ_BUFFER: usize = 2048;
 /// Bytes tungstenite gathers before writing to the socket (we flush per
 /// batch anyway).
 const WRITE_BUFFER: usize = 16 * 1024;
@@ -135,7 +135,9 @@ impl Gateway {
     /// Closes the live sockets of sessions that ended.
     pub fn sessions_ended(&self, sessions: &[i64]) {
         if !sessions.is_empty() {
-            let n = self.registry.close_sessions(sessions, CloseReason::SessionEnded);
+            let n = self
+                .registry
+                .close_sessions(sessions, CloseReason::SessionEnded);
             if n > 0 {
                 tracing::info!(sockets = n, "sockets of ended sessions closed");
             }
@@ -208,42 +210,44 @@ impl Gateway {
             let c = conn.clone();
             let known = last_version;
             let auth_cfg = self.auth.config().clone();
-            let r = tokio::task::spawn_blocking(move || -> rusqlite::Result<(i64, Option<Vec<i64>>)> {
-                let Ok(c) = c.lock() else {
-                    return Err(rusqlite::Error::InvalidQuery);
-                };
-                let version = Store::data_version(&c)?;
-                if (Some(version) == known && !full) || live.is_empty() {
-                    return Ok((version, None));
-                }
-                let rows = store::sessions::by_ids(&c, &live).map_err(|e| match e {
-                    store::StoreError::Sql(e) => e,
-                    store::StoreError::Domain(_) => rusqlite::Error::InvalidQuery,
-                })?;
-                let now = now_ms();
-                let mut ended: Vec<i64> = live
-                    .iter()
-                    .copied()
-                    .filter(|id| !rows.iter().any(|r| r.id == *id))
-                    .collect();
-                let mut touch = Vec::new();
-                for r in &rows {
-                    if r.user_disabled || session::is_expired(&auth_cfg, r, now) {
-                        ended.push(r.id);
-                    } else if session::touch_due(&auth_cfg, r, now) {
-                        touch.push(r.id);
+            let r = tokio::task::spawn_blocking(
+                move || -> rusqlite::Result<(i64, Option<Vec<i64>>)> {
+                    let Ok(c) = c.lock() else {
+                        return Err(rusqlite::Error::InvalidQuery);
+                    };
+                    let version = Store::data_version(&c)?;
+                    if (Some(version) == known && !full) || live.is_empty() {
+                        return Ok((version, None));
                     }
-                }
-                if !touch.is_empty()
-                    && let Err(e) = store::sessions::touch_many(&c, &touch, now)
-                {
-                    tracing::debug!(error = ?e, "last-seen refresh of live sessions deferred");
-                }
-                // Our own write moved data_version; read it again so it does
-                // not trigger another check.
-                let version = Store::data_version(&c).unwrap_or(version);
-                Ok((version, Some(ended)))
-            })
+                    let rows = store::sessions::by_ids(&c, &live).map_err(|e| match e {
+                        store::StoreError::Sql(e) => e,
+                        store::StoreError::Domain(_) => rusqlite::Error::InvalidQuery,
+                    })?;
+                    let now = now_ms();
+                    let mut ended: Vec<i64> = live
+                        .iter()
+                        .copied()
+                        .filter(|id| !rows.iter().any(|r| r.id == *id))
+                        .collect();
+                    let mut touch = Vec::new();
+                    for r in &rows {
+                        if r.user_disabled || session::is_expired(&auth_cfg, r, now) {
+                            ended.push(r.id);
+                        } else if session::touch_due(&auth_cfg, r, now) {
+                            touch.push(r.id);
+                        }
+                    }
+                    if !touch.is_empty()
+                        && let Err(e) = store::sessions::touch_many(&c, &touch, now)
+                    {
+                        tracing::debug!(error = ?e, "last-seen refresh of live sessions deferred");
+                    }
+                    // Our own write moved data_version; read it again so it does
+                    // not trigger another check.
+                    let version = Store::data_version(&c).unwrap_or(version);
+                    Ok((version, Some(ended)))
+                },
+            )
             .await;
             match r {
                 Ok(Ok((version, ended))) => {
