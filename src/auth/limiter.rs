@@ -134,8 +134,11 @@ impl LoginLimiter {
         let n = f64::from(slowdown_after.max(1));
         let max_steps = slowdown_max.as_secs_f64() / SLOWDOWN_STEP.as_secs_f64();
         Self {
-            per_user_addr: Buckets::new(user_addr, 0.0),
-            per_addr: Buckets::new(addr, 0.0),
+            // Attempts are checked before their outcome is known, so
+            // concurrent ones can overdraw a bucket; the debt is kept and
+            // repaid at the bucket's rate, so concurrency cannot beat it.
+            per_user_addr: Buckets::new(user_addr, f64::NEG_INFINITY),
+            per_addr: Buckets::new(addr, f64::NEG_INFINITY),
             per_user: Buckets::new(
                 Rate {
                     per_minute: n,
@@ -254,6 +257,26 @@ mod tests {
             assert!(l.check(a, "carol", t0).is_ok());
             l.failed(a, "carol", t0);
         }
+    }
+
+    #[test]
+    fn concurrent_failures_beyond_the_burst_are_owed() {
+        let l = limiter();
+        let a: IpAddr = "10.0.0.5".parse().unwrap();
+        let t0 = Instant::now();
+        // 40 attempts all checked before any failed (in flight together).
+        for _ in 0..40 {
+            assert!(l.check(a, "frank", t0).is_ok());
+        }
+        for _ in 0..40 {
+            l.failed(a, "frank", t0);
+        }
+        // 30 beyond the burst of 10, at 12 s each, and one more to try.
+        let wait = l.check(a, "frank", t0).unwrap_err();
+        assert!((371.9..=372.1).contains(&wait.as_secs_f64()), "{wait:?}");
+        // The address owes 10 beyond its 30: 20 s, then 2 s for a token.
+        let wait = l.check(a, "someone-else", t0).unwrap_err();
+        assert!((21.9..=22.1).contains(&wait.as_secs_f64()), "{wait:?}");
     }
 
     #[test]

@@ -313,3 +313,139 @@ impl Req {
         }
     }
 }
+
+/// A request body sent as `Transfer-Encoding: chunked`, one frame per chunk.
+pub struct Chunked(std::collections::VecDeque<Bytes>);
+
+impl hyper::body::Body for Chunked {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+/// Sends a request whose body goes out chunked (no Content-Length).
+pub async fn send_chunked(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    chunks: Vec<Vec<u8>>,
+) -> Resp {
+    let path = path.to_owned();
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    within("chunked request", async move {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let mut b = Request::builder()
+            .method(Method::POST)
+            .uri(&path)
+            .header("host", addr.to_string());
+        for (k, v) in &headers {
+            b = b.header(k.as_str(), v.as_str());
+        }
+        let body = Chunked(chunks.into_iter().map(Bytes::from).collect());
+        let resp = sender.send_request(b.body(body).unwrap()).await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    })
+    .await
+}
+
+/// The value of an unlabelled (or fully labelled) metric line `name value`.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?;
+        rest.strip_prefix(' ')?.trim().parse().ok()
+    })
+}
+
+impl TestGateway {
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let r = self.req("GET", "/metrics").send().await;
+        assert_eq!(r.status, 200);
+        r.text()
+    }
+
+    /// SHA-256 of the token inside a cookie value (what the database keys
+    /// sessions by); panics when the cookie does not verify.
+    pub fn token_hash_of(&self, cookie: &str) -> [u8; 32] {
+        let token = self
+            .app
+            .auth
+            .keys()
+            .verify(cookie)
+            .expect("the cookie verifies under the gateway's keys");
+        wsgate::auth::cookie::token_hash(&token)
+    }
+
+    /// Whether the session row of a cookie exists in the database.
+    pub async fn session_exists(&self, cookie: &str) -> bool {
+        let hash = self.token_hash_of(cookie);
+        within(
+            "session lookup",
+            self.app.store.call(move |c| {
+                Ok(c.query_row(
+                    "SELECT count(*) FROM sessions WHERE token_hash = ?1",
+                    [&hash[..]],
+                    |r| r.get::<_, i64>(0),
+                )?)
+            }),
+        )
+        .await
+        .unwrap()
+            == 1
+    }
+
+    /// Runs `UPDATE sessions SET <set> WHERE <the cookie's row>`.
+    pub async fn update_session(&self, cookie: &str, set: &str) {
+        let hash = self.token_hash_of(cookie);
+        let sql = format!("UPDATE sessions SET {set} WHERE token_hash = ?1");
+        let n = within(
+            "session update",
+            self.app
+                .store
+                .call(move |c| Ok(c.execute(&sql, [&hash[..]])?)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(n, 1, "no session row for the cookie");
+    }
+
+    /// Rows in the sessions table.
+    pub async fn count_sessions(&self) -> i64 {
+        within(
+            "count sessions",
+            self.app
+                .store
+                .call(|c| Ok(c.query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))?)),
+        )
+        .await
+        .unwrap()
+    }
+}
+
+impl Req {
+    /// A body sent as is, without adding a `Content-Type`.
+    pub fn raw_body(mut self, body: Vec<u8>) -> Self {
+        self.body = body;
+        self
+    }
+}
