@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use futures_util::{Sink, Stream};
+use futures_util::{Sink, Stream, StreamExt};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
@@ -39,6 +39,10 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 const RATE_ERROR_EVERY: Duration = Duration::from_secs(1);
 /// A socket over its rate limit this long is closed with 1008.
 const RATE_ABUSE_AFTER: Duration = Duration::from_secs(10);
+/// A socket is back within its limit once a request passes this long after
+/// the last refusal (one passing now and then does not end a stretch over
+/// the limit).
+const RATE_CALM_AFTER: Duration = Duration::from_secs(1);
 /// Prefix of `feed:` rooms, read-only for clients.
 const FEED_PREFIX: &str = "feed:";
 
@@ -49,6 +53,7 @@ struct RateLimit {
     per_sec: f64,
     burst: f64,
     over_since: Option<Instant>,
+    last_refused: Option<Instant>,
     last_error: Option<Instant>,
 }
 
@@ -67,6 +72,7 @@ impl RateLimit {
             per_sec,
             burst,
             over_since: None,
+            last_refused: None,
             last_error: None,
         }
     }
@@ -77,9 +83,15 @@ impl RateLimit {
         self.at = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
-            self.over_since = None;
+            if self
+                .last_refused
+                .is_none_or(|t| now.saturating_duration_since(t) >= RATE_CALM_AFTER)
+            {
+                self.over_since = None;
+            }
             return Verdict::Allowed;
         }
+        self.last_refused = Some(now);
         let since = *self.over_since.get_or_insert(now);
         if now.saturating_duration_since(since) >= RATE_ABUSE_AFTER {
             return Verdict::Abusive;
@@ -140,7 +152,15 @@ where
             code: CloseCode::from(reason.code()),
             reason: Utf8Bytes::from_static(reason.text()),
         };
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(Some(frame))).await;
+        // The closing handshake: after our close frame, read (and drop)
+        // until the peer's close or the end, so a peer still writing is not
+        // reset before it could read the close code.
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            if ws.close(Some(frame)).await.is_ok() {
+                while let Some(Ok(_)) = ws.next().await {}
+            }
+        })
+        .await;
     }
 }
 
@@ -421,5 +441,21 @@ mod tests {
         assert!(matches!(l.check(t0), Verdict::Refused { .. }));
         assert!(matches!(l.check(t0 + Duration::from_secs(5)), Verdict::Refused { .. }));
         assert!(matches!(l.check(t0 + Duration::from_secs(10)), Verdict::Abusive));
+        // far over the rate, with a request passing now and then: still
+        // over the limit, so abuse after 10 s
+        let mut l = RateLimit::new(1.0, 1.0);
+        let abusive_at = (0..400u64)
+            .map(|i| t0 + Duration::from_millis(50 * i))
+            .find(|t| matches!(l.check(*t), Verdict::Abusive))
+            .expect("abuse detected");
+        assert!(abusive_at >= t0 + Duration::from_secs(10));
+        assert!(abusive_at <= t0 + Duration::from_secs(11));
+        // a calm second after a refusal ends the stretch over the limit
+        let mut l = RateLimit::new(0.1, 1.0);
+        assert!(matches!(l.check(t0), Verdict::Allowed));
+        assert!(matches!(l.check(t0), Verdict::Refused { .. }));
+        let t1 = t0 + Duration::from_secs(10);
+        assert!(matches!(l.check(t1), Verdict::Allowed));
+        assert!(matches!(l.check(t1), Verdict::Refused { .. }));
     }
 }

@@ -687,3 +687,75 @@ fn sigterm_lets_an_in_flight_login_finish_and_refuses_new_connections() {
     assert_exit_zero(status, &gw.stderr);
     assert_eq!(site.count("SELECT count(*) FROM sessions"), 1);
 }
+
+/// The real binary with a WebSocket open: what a supervisor's SIGTERM and
+/// an operator's `wsgate user disable` do to it.
+mod sockets {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::{PROC_TIMEOUT, Site, assert_exit_zero};
+    use crate::ws::Ws;
+
+    /// PROTOCOL.md: revocation reaches sockets within 2 s, also when the
+    /// change was made by the command line in another process.
+    const REVOCATION_BOUND: Duration = Duration::from_secs(2);
+
+    #[tokio::test]
+    async fn sigterm_closes_open_sockets_with_1001_and_exits_zero() {
+        let site = Site::new();
+        site.add_user("alice", "alice-pw");
+        let gw = site.serve(&["--drain-timeout", "5"]);
+        let cookie = gw.login("alice", "alice-pw").await;
+        let mut ws = Ws::connect_addr(gw.addr, &cookie).await;
+        assert_eq!(ws.recv().await["type"], "welcome");
+        let ack = ws
+            .call(json!({"type": "join", "room": "lobby", "ref": 1}))
+            .await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+
+        let mut gw = gw;
+        gw.signal(libc::SIGTERM);
+        assert_eq!(ws.closed().await, 1001);
+        let status = gw.wait_exit(PROC_TIMEOUT);
+        assert_exit_zero(status, &gw.stderr);
+        assert!(
+            !gw.stderr.text().contains("drain timeout"),
+            "the socket was cut at the drain timeout instead of closed:\n{}",
+            gw.stderr.text()
+        );
+    }
+
+    #[tokio::test]
+    async fn user_disable_on_the_command_line_closes_the_users_sockets_with_4001() {
+        let site = Site::new();
+        site.add_user("alice", "alice-pw");
+        site.add_user("bob", "bob-pw");
+        let gw = site.serve(&[]);
+        let alice = gw.login("alice", "alice-pw").await;
+        let alice2 = gw.login("alice", "alice-pw").await;
+        let bob = gw.login("bob", "bob-pw").await;
+        let mut a1 = Ws::connect_addr(gw.addr, &alice).await;
+        let mut a2 = Ws::connect_addr(gw.addr, &alice2).await;
+        let mut b = Ws::connect_addr(gw.addr, &bob).await;
+        for ws in [&mut a1, &mut a2, &mut b] {
+            assert_eq!(ws.recv().await["type"], "welcome");
+        }
+
+        let r = site.user(&["disable", "alice"], None);
+        r.assert_ok("user disable alice");
+        for ws in [&mut a1, &mut a2] {
+            let code = tokio::time::timeout(REVOCATION_BOUND, ws.closed())
+                .await
+                .expect("alice's socket closed within 2 s");
+            assert_eq!(code, 4001);
+        }
+        b.alive().await;
+        assert_eq!(gw.me(&alice).await, 401);
+        assert_eq!(gw.me(&bob).await, 200);
+        // An open socket nobody reads would hold the drain up.
+        drop((a1, a2, b));
+        gw.stop_with(libc::SIGTERM);
+    }
+}
