@@ -7,9 +7,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Auth;
-use crate::gateway::Gateway;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::net::Origin;
 use crate::store::Store;
@@ -73,7 +73,11 @@ impl App {
         let store = Store::open(&config.store)?;
         let metrics = Arc::new(Metrics::default());
         let auth = Auth::new(config.auth.clone(), store.clone(), metrics.clone())?;
-        let gateway = Arc::new(Gateway::new(config.gateway.clone(), store.clone(), auth.clone()));
+        let gateway = Arc::new(Gateway::new(
+            config.gateway.clone(),
+            store.clone(),
+            auth.clone(),
+        ));
         Ok(Self {
             gateway,
             tasks: TaskTracker::new(),

@@ -50,7 +50,9 @@ async fn route(
         ("/ws", &Method::GET) => crate::gateway::upgrade::upgrade(app, req).await,
         ("/publish", &Method::POST) => publish::publish(app, req).await,
         ("/auth" | "/logout" | "/publish", _) => Err(Error::MethodNotAllowed("POST")),
-        ("/me" | "/healthz" | "/readyz" | "/metrics" | "/ws", _) => Err(Error::MethodNotAllowed("GET")),
+        ("/me" | "/healthz" | "/readyz" | "/metrics" | "/ws", _) => {
+            Err(Error::MethodNotAllowed("GET"))
+        }
         (p, &Method::GET) => demo::serve(p).ok_or(Error::NotFound),
         _ => Err(Error::NotFound),
     }

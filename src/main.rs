@@ -44,7 +44,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the gateway (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage users (works while a server runs on the same database).
     #[command(subcommand)]
     User(UserCommand),
@@ -96,7 +96,12 @@ struct ServeArgs {
     #[arg(long, env = "WSGATE_MAX_CONNECTIONS", default_value_t = 110_000)]
     max_connections: usize,
     /// API key of POST /publish (the API is disabled without a key).
-    #[arg(long, env = "WSGATE_PUBLISH_KEY", hide_env_values = true, conflicts_with = "publish_key_file")]
+    #[arg(
+        long,
+        env = "WSGATE_PUBLISH_KEY",
+        hide_env_values = true,
+        conflicts_with = "publish_key_file"
+    )]
     publish_key: Option<String>,
     /// File holding the API key of POST /publish (first line).
     #[arg(long, env = "WSGATE_PUBLISH_KEY_FILE")]
@@ -113,6 +118,12 @@ struct ServeArgs {
     /// Sockets in total.
     #[arg(long, env = "WSGATE_MAX_SOCKETS", default_value_t = 100_000)]
     max_sockets: usize,
+    /// Requests per second allowed on one socket (every inbound frame counts).
+    #[arg(long, env = "WSGATE_SOCKET_RATE", default_value_t = 100.0)]
+    socket_rate: f64,
+    /// Request burst allowed on one socket.
+    #[arg(long, env = "WSGATE_SOCKET_BURST", default_value_t = 200.0)]
+    socket_burst: f64,
     /// Frames queued per socket before it is closed as a slow consumer (4002).
     #[arg(long, env = "WSGATE_OUTBOUND_QUEUE", default_value_t = 1024)]
     outbound_queue: usize,
@@ -165,7 +176,7 @@ fn main() -> ExitCode {
     init_tracing(&cli.log);
     let result = match &cli.command {
         None => serve(&cli, cli.serve.clone()),
-        Some(Command::Serve(args)) => serve(&cli, args.clone()),
+        Some(Command::Serve(args)) => serve(&cli, (**args).clone()),
         Some(Command::User(cmd)) => user(&cli, cmd),
     };
     match result {
@@ -259,6 +270,8 @@ fn config(cli: &Cli, args: ServeArgs) -> Result<Config, Error> {
     c.gateway.max_sockets_per_user = args.max_sockets_per_user.max(1);
     c.gateway.max_sockets = args.max_sockets.max(1);
     c.gateway.outbound_queue = args.outbound_queue.max(1);
+    c.gateway.rate_per_sec = args.socket_rate.max(0.0);
+    c.gateway.rate_burst = args.socket_burst.max(1.0);
     Ok(c)
 }
 

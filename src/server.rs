@@ -146,7 +146,9 @@ impl Server {
         token.cancel();
         // hyper's graceful shutdown does not see upgraded sockets: tell
         // each one to close with 1001 itself.
-        app.gateway.registry.close_all(crate::gateway::close::CloseReason::GoingAway);
+        app.gateway
+            .registry
+            .close_all(crate::gateway::close::CloseReason::GoingAway);
         tracker.close();
         if tokio::time::timeout(app.config.drain_timeout, tracker.wait())
             .await

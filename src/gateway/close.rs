@@ -103,7 +103,9 @@ impl CloseReason {
 
     /// The reason for a code set on a connection (0: none).
     pub fn from_code(code: u16) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.code() == code && code != 0)
+        Self::ALL
+            .into_iter()
+            .find(|r| r.code() == code && code != 0)
     }
 }
 

@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use futures_util::{Sink, Stream, StreamExt};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
@@ -60,7 +60,9 @@ struct RateLimit {
 enum Verdict {
     Allowed,
     /// Refused; send a `rate_limited` error this time.
-    Refused { tell: bool },
+    Refused {
+        tell: bool,
+    },
     Abusive,
 }
 
@@ -147,7 +149,11 @@ where
     gw.registry.unregister(&conn);
     gw.metrics.closes.inc(reason.label());
     tracing::debug!(conn = conn.id, user = %conn.username, code = reason.code(), "socket closed");
-    if reason != CloseReason::Gone {
+    if reason == CloseReason::Normal {
+        // The peer closed: tungstenite queued the echo of its close frame;
+        // flushing sends it and ends the connection.
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, SinkExt::flush(&mut ws)).await;
+    } else if reason != CloseReason::Gone {
         let frame = CloseFrame {
             code: CloseCode::from(reason.code()),
             reason: Utf8Bytes::from_static(reason.text()),
@@ -171,10 +177,7 @@ impl Session<'_> {
     {
         let conn = self.conn;
         let welcome = FrameBuf::new("welcome")
-            .raw(
-                "user",
-                &FrameBuf::user_object(conn.user_id, &conn.username),
-            )
+            .raw("user", &FrameBuf::user_object(conn.user_id, &conn.username))
             .str("conn", &conn.id.to_string())
             .int("protocol", 1)
             .finish();
@@ -236,7 +239,9 @@ impl Session<'_> {
                     Poll::Ready(Err(e)) => return Poll::Ready(Event::WriteFailed(e)),
                     Poll::Pending => break,
                 }
-                let Some(frame) = pending.pop_front() else { break };
+                let Some(frame) = pending.pop_front() else {
+                    break;
+                };
                 if let Err(e) = std::pin::Pin::new(&mut *ws).start_send(frame) {
                     return Poll::Ready(Event::WriteFailed(e));
                 }
@@ -291,7 +296,11 @@ impl Session<'_> {
                         let r = frame::parse(&text, gw.config.max_data_size)
                             .map(|r| r.reference)
                             .unwrap_or_else(|e| e.reference);
-                        self.reply(frame::error(r, "rate_limited", "too many requests; slow down"));
+                        self.reply(frame::error(
+                            r,
+                            "rate_limited",
+                            "too many requests; slow down",
+                        ));
                     }
                 }
             },
@@ -363,7 +372,10 @@ impl Session<'_> {
                 } else if !self.rooms.iter().any(|x| **x == *room) {
                     err("not_joined", "join the room before publishing to it")
                 } else if room.starts_with(FEED_PREFIX) {
-                    err("forbidden", "feed: rooms are published to by the server only")
+                    err(
+                        "forbidden",
+                        "feed: rooms are published to by the server only",
+                    )
                 } else {
                     // The ack is queued in `pending`, ahead of the message
                     // the hub queues to this socket's shared queue.
@@ -432,15 +444,27 @@ mod tests {
         }
         assert!(matches!(l.check(t0), Verdict::Refused { tell: true }));
         // at most one error per second
-        assert!(matches!(l.check(t0 + Duration::from_millis(10)), Verdict::Refused { tell: false }));
+        assert!(matches!(
+            l.check(t0 + Duration::from_millis(10)),
+            Verdict::Refused { tell: false }
+        ));
         // a token comes back after 100 ms
-        assert!(matches!(l.check(t0 + Duration::from_millis(110)), Verdict::Allowed));
+        assert!(matches!(
+            l.check(t0 + Duration::from_millis(110)),
+            Verdict::Allowed
+        ));
         // staying over the limit for 10 s is abuse
         let mut l = RateLimit::new(0.0, 1.0);
         assert!(matches!(l.check(t0), Verdict::Allowed));
         assert!(matches!(l.check(t0), Verdict::Refused { .. }));
-        assert!(matches!(l.check(t0 + Duration::from_secs(5)), Verdict::Refused { .. }));
-        assert!(matches!(l.check(t0 + Duration::from_secs(10)), Verdict::Abusive));
+        assert!(matches!(
+            l.check(t0 + Duration::from_secs(5)),
+            Verdict::Refused { .. }
+        ));
+        assert!(matches!(
+            l.check(t0 + Duration::from_secs(10)),
+            Verdict::Abusive
+        ));
         // far over the rate, with a request passing now and then: still
         // over the limit, so abuse after 10 s
         let mut l = RateLimit::new(1.0, 1.0);

@@ -157,7 +157,10 @@ fn data_field<'a>(
         .map(RawValue::get)
         .ok_or_else(|| bad(reference, "missing field \"data\""))?;
     if d.len() > max_data {
-        return Err(bad(reference, format!("\"data\" is larger than {max_data} bytes")));
+        return Err(bad(
+            reference,
+            format!("\"data\" is larger than {max_data} bytes"),
+        ));
     }
     Ok(d)
 }
@@ -300,18 +303,57 @@ mod tests {
     fn parses_every_request() {
         let r = parse(r#"{"type":"join","room":"lobby","ref":1}"#, MAX).unwrap();
         assert_eq!(r.reference, Some("1"));
-        assert_eq!(r.kind, Kind::Join { room: "lobby".into() });
-        let r = parse(r#"{"type":"publish","room":"a","data":{"x":[1,2]},"ref":"r-1"}"#, MAX).unwrap();
+        assert_eq!(
+            r.kind,
+            Kind::Join {
+                room: "lobby".into()
+            }
+        );
+        let r = parse(
+            r#"{"type":"publish","room":"a","data":{"x":[1,2]},"ref":"r-1"}"#,
+            MAX,
+        )
+        .unwrap();
         assert_eq!(r.reference, Some("\"r-1\""));
-        assert_eq!(r.kind, Kind::Publish { room: "a".into(), data: r#"{"x":[1,2]}"# });
+        assert_eq!(
+            r.kind,
+            Kind::Publish {
+                room: "a".into(),
+                data: r#"{"x":[1,2]}"#
+            }
+        );
         let r = parse(r#"{"type":"direct","to":"bob","data":"hi"}"#, MAX).unwrap();
-        assert_eq!(r.kind, Kind::Direct { to: "bob".into(), data: "\"hi\"" });
+        assert_eq!(
+            r.kind,
+            Kind::Direct {
+                to: "bob".into(),
+                data: "\"hi\""
+            }
+        );
         assert_eq!(parse(r#"{"type":"ping"}"#, MAX).unwrap().kind, Kind::Ping);
-        assert!(matches!(parse(r#"{"type":"leave","room":"a"}"#, MAX).unwrap().kind, Kind::Leave { .. }));
-        assert!(matches!(parse(r#"{"type":"presence","room":"a"}"#, MAX).unwrap().kind, Kind::Presence { .. }));
+        assert!(matches!(
+            parse(r#"{"type":"leave","room":"a"}"#, MAX).unwrap().kind,
+            Kind::Leave { .. }
+        ));
+        assert!(matches!(
+            parse(r#"{"type":"presence","room":"a"}"#, MAX)
+                .unwrap()
+                .kind,
+            Kind::Presence { .. }
+        ));
         // unknown fields are ignored; data may be null
-        let r = parse(r#"{"type":"publish","room":"a","data":null,"extra":true}"#, MAX).unwrap();
-        assert_eq!(r.kind, Kind::Publish { room: "a".into(), data: "null" });
+        let r = parse(
+            r#"{"type":"publish","room":"a","data":null,"extra":true}"#,
+            MAX,
+        )
+        .unwrap();
+        assert_eq!(
+            r.kind,
+            Kind::Publish {
+                room: "a".into(),
+                data: "null"
+            }
+        );
     }
 
     #[test]
@@ -324,7 +366,11 @@ mod tests {
             (r#"{"type":7,"ref":1}"#, "bad_frame", true),
             (r#"{"type":"join","ref":1}"#, "bad_frame", true),
             (r#"{"type":"join","room":5,"ref":1}"#, "bad_frame", true),
-            (r#"{"type":"publish","room":"a","ref":1}"#, "bad_frame", true),
+            (
+                r#"{"type":"publish","room":"a","ref":1}"#,
+                "bad_frame",
+                true,
+            ),
             (r#"{"type":"direct","data":1,"ref":1}"#, "bad_frame", true),
             (r#"{"type":"nope","ref":1}"#, "unknown_type", true),
             (r#"{"type":"ping","ref":1.5}"#, "bad_frame", false),
@@ -338,7 +384,10 @@ mod tests {
 
     #[test]
     fn data_size_limit() {
-        let big = format!(r#"{{"type":"publish","room":"a","data":"{}","ref":9}}"#, "x".repeat(100));
+        let big = format!(
+            r#"{{"type":"publish","room":"a","data":"{}","ref":9}}"#,
+            "x".repeat(100)
+        );
         assert!(parse(&big, 102).is_ok());
         let e = parse(&big, 101).unwrap_err();
         assert_eq!((e.code, e.reference), ("bad_frame", Some("9")));
@@ -363,7 +412,11 @@ mod tests {
         assert_eq!(v["seq"], 5);
         assert_eq!(v["users"][1], "b\u{1}");
         assert_eq!(v["ref"], "x");
-        let e: serde_json::Value = serde_json::from_str(&error(Some("3"), "bad_frame", "no")).unwrap();
-        assert_eq!((e["ref"].as_i64(), e["code"].as_str()), (Some(3), Some("bad_frame")));
+        let e: serde_json::Value =
+            serde_json::from_str(&error(Some("3"), "bad_frame", "no")).unwrap();
+        assert_eq!(
+            (e["ref"].as_i64(), e["code"].as_str()),
+            (Some(3), Some("bad_frame"))
+        );
     }
 }

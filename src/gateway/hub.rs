@@ -80,7 +80,10 @@ pub struct Hub {
 fn new_epoch() -> Arc<str> {
     let mut b = [0u8; 8];
     rand::fill(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect::<String>().into()
+    b.iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<String>()
+        .into()
 }
 
 impl Default for Hub {
@@ -148,8 +151,8 @@ impl Hub {
     /// a `presence_diff` to the other members.
     pub fn join(&self, conn: &Arc<Conn>, room: &str) -> Joined {
         self.with_room(room, |r, st| {
-            if !st.members.contains_key(&conn.id) {
-                st.members.insert(conn.id, conn.clone());
+            if let std::collections::hash_map::Entry::Vacant(slot) = st.members.entry(conn.id) {
+                slot.insert(conn.clone());
                 st.empty_since = None;
                 let n = st.users.entry(conn.username.clone()).or_insert(0);
                 *n += 1;
@@ -215,7 +218,12 @@ impl Hub {
     pub fn presence(&self, room: &str) -> Vec<Arc<str>> {
         self.rooms
             .get(room)
-            .and_then(|r| r.state.lock().ok().map(|st| st.users.keys().cloned().collect()))
+            .and_then(|r| {
+                r.state
+                    .lock()
+                    .ok()
+                    .map(|st| st.users.keys().cloned().collect())
+            })
             .unwrap_or_default()
     }
 
@@ -294,7 +302,9 @@ mod tests {
     fn frames(c: &Conn) -> Vec<serde_json::Value> {
         let mut out = Vec::new();
         c.drain_into(&mut out);
-        out.iter().map(|f| serde_json::from_str(f).unwrap()).collect()
+        out.iter()
+            .map(|f| serde_json::from_str(f).unwrap())
+            .collect()
     }
 
     #[test]
@@ -306,7 +316,10 @@ mod tests {
         assert_eq!((j.seq, j.users.len()), (0, 1));
         let j2 = hub.join(&b, "lobby");
         assert_eq!(j2.epoch, j.epoch);
-        assert_eq!(j2.users.iter().map(|u| &**u).collect::<Vec<_>>(), ["alice", "bob"]);
+        assert_eq!(
+            j2.users.iter().map(|u| &**u).collect::<Vec<_>>(),
+            ["alice", "bob"]
+        );
         // alice hears bob's arrival; bob hears nothing about his own join
         let fa = frames(&a);
         assert_eq!(fa.len(), 1);
@@ -322,7 +335,10 @@ mod tests {
             assert_eq!((p.seq, p.delivered), (i + 1, 2));
         }
         for c in [&a, &b] {
-            let seqs: Vec<u64> = frames(c).iter().map(|f| f["seq"].as_u64().unwrap()).collect();
+            let seqs: Vec<u64> = frames(c)
+                .iter()
+                .map(|f| f["seq"].as_u64().unwrap())
+                .collect();
             assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
         }
         // a second socket of alice: no diff; leaving it: no diff

@@ -45,7 +45,14 @@ pub struct Conn {
 const QUEUE_KEEP: usize = 32;
 
 impl Conn {
-    fn new(id: u64, user_id: i64, username: Arc<str>, session_id: i64, capacity: usize, now: u64) -> Self {
+    fn new(
+        id: u64,
+        user_id: i64,
+        username: Arc<str>,
+        session_id: i64,
+        capacity: usize,
+        now: u64,
+    ) -> Self {
         Self {
             id,
             user_id,
@@ -63,7 +70,14 @@ impl Conn {
 
     /// A connection outside any registry (tests and benches).
     pub fn detached(id: u64, username: &str, capacity: usize) -> Arc<Self> {
-        Arc::new(Self::new(id, id as i64, username.into(), id as i64, capacity, 0))
+        Arc::new(Self::new(
+            id,
+            id as i64,
+            username.into(),
+            id as i64,
+            capacity,
+            0,
+        ))
     }
 
     /// Queues a frame. `false` when the socket is closing or its queue is
@@ -209,7 +223,12 @@ impl Registry {
     ///
     /// # Errors
     /// [`LimitError`] when a limit is reached.
-    pub fn register(&self, user_id: i64, username: &str, session_id: i64) -> Result<Arc<Conn>, LimitError> {
+    pub fn register(
+        &self,
+        user_id: i64,
+        username: &str,
+        session_id: i64,
+    ) -> Result<Arc<Conn>, LimitError> {
         if self.total.fetch_add(1, Ordering::AcqRel) >= self.max_total {
             self.total.fetch_sub(1, Ordering::AcqRel);
             return Err(LimitError::Global);
@@ -246,11 +265,10 @@ impl Registry {
             return;
         }
         let key = conn.username.to_ascii_lowercase();
-        self.by_user
-            .remove_if_mut(key.as_str(), |_, ids| {
-                ids.retain(|i| *i != conn.id);
-                ids.is_empty()
-            });
+        self.by_user.remove_if_mut(key.as_str(), |_, ids| {
+            ids.retain(|i| *i != conn.id);
+            ids.is_empty()
+        });
         self.by_session.remove_if_mut(&conn.session_id, |_, ids| {
             ids.retain(|i| *i != conn.id);
             ids.is_empty()
@@ -278,7 +296,11 @@ impl Registry {
     pub fn close_sessions(&self, sessions: &[i64], reason: CloseReason) -> usize {
         let mut n = 0;
         for s in sessions {
-            let ids = self.by_session.get(s).map(|v| v.clone()).unwrap_or_default();
+            let ids = self
+                .by_session
+                .get(s)
+                .map(|v| v.clone())
+                .unwrap_or_default();
             for c in self.handles(&ids) {
                 c.close(reason);
                 n += 1;

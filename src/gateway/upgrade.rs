@@ -49,7 +49,10 @@ fn check_handshake(req: &Request<Incoming>) -> Result<String, Error> {
     if !has_token(h, header::CONNECTION, "upgrade") {
         return Err(Error::BadRequest("Connection must include Upgrade".into()));
     }
-    if h.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+    if h.get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
         return Err(Error::BadRequest("Sec-WebSocket-Version must be 13".into()));
     }
     let key = h
@@ -103,8 +106,12 @@ async fn try_upgrade(app: &Arc<App>, mut req: Request<Incoming>) -> Result<Respo
         .registry
         .register(session.user_id, &session.username, session.id)
         .map_err(|e| match e {
-            LimitError::PerUser => Error::TooManySockets("this user holds the most sockets allowed"),
-            LimitError::Global => Error::TooManySockets("the gateway holds the most sockets allowed"),
+            LimitError::PerUser => {
+                Error::TooManySockets("this user holds the most sockets allowed")
+            }
+            LimitError::Global => {
+                Error::TooManySockets("the gateway holds the most sockets allowed")
+            }
         })?;
 
     let mut resp = Response::new(Body::default());
@@ -116,7 +123,10 @@ async fn try_upgrade(app: &Arc<App>, mut req: Request<Incoming>) -> Result<Respo
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     if offers_subprotocol(req.headers()) {
-        h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(SUBPROTOCOL),
+        );
     }
 
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -124,7 +134,12 @@ async fn try_upgrade(app: &Arc<App>, mut req: Request<Incoming>) -> Result<Respo
     app.tasks.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config)).await;
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(ws_config),
+                )
+                .await;
                 tracing::debug!(conn = conn.id, user = %conn.username, "socket open");
                 super::connection::run(gw, ws, conn).await;
             }

@@ -29,7 +29,10 @@ struct PublishBody<'a> {
 /// `404` when no API key is configured, `401` for a missing or wrong key,
 /// `413` for a body over the limit, `400` for a malformed body, an invalid
 /// room or `data` over the limit.
-pub(super) async fn publish(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Error> {
+pub(super) async fn publish(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Error> {
     let Some(key) = app.config.gateway.publish_key.as_deref() else {
         return Err(Error::NotFound);
     };
@@ -54,14 +57,20 @@ pub(super) async fn publish(app: &Arc<App>, req: Request<Incoming>) -> Result<Re
     )
     .await?;
     let b: PublishBody<'_> = serde_json::from_slice(&bytes).map_err(|_| {
-        Error::BadRequest("body must be a JSON object with a string \"room\" and a \"data\" value".into())
+        Error::BadRequest(
+            "body must be a JSON object with a string \"room\" and a \"data\" value".into(),
+        )
     })?;
     if !valid_room(&b.room) {
-        return Err(Error::BadRequest("room names match [A-Za-z0-9_.:-]{1,64}".into()));
+        return Err(Error::BadRequest(
+            "room names match [A-Za-z0-9_.:-]{1,64}".into(),
+        ));
     }
     let max = app.config.gateway.max_data_size;
     if b.data.get().len() > max {
-        return Err(Error::BadRequest(format!("\"data\" is larger than {max} bytes")));
+        return Err(Error::BadRequest(format!(
+            "\"data\" is larger than {max} bytes"
+        )));
     }
     let p = app.gateway.hub.publish(&b.room, None, b.data.get());
     Ok(json(

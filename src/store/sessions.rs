@@ -116,8 +116,9 @@ pub fn touch(c: &mut Connection, id: i64, now: i64) -> Result<(), StoreError> {
 pub fn touch_many(c: &Connection, ids: &[i64], now: i64) -> Result<(), StoreError> {
     let tx = rusqlite::Transaction::new_unchecked(c, TransactionBehavior::Immediate)?;
     {
-        let mut stmt =
-            tx.prepare_cached("UPDATE sessions SET last_seen = ?1 WHERE id = ?2 AND last_seen < ?1")?;
+        let mut stmt = tx.prepare_cached(
+            "UPDATE sessions SET last_seen = ?1 WHERE id = ?2 AND last_seen < ?1",
+        )?;
         for id in ids {
             stmt.execute(params![now, id])?;
         }

@@ -2154,3 +2154,25 @@ async fn stop_closes_every_socket_with_1001() {
     stopped.unwrap();
     assert_eq!(codes, [1001, 1001, 1001]);
 }
+
+#[tokio::test]
+async fn a_client_close_is_echoed_and_counted_as_1000() {
+    let gw = TestGateway::start().await;
+    let cookie = user(&gw, "alice").await;
+    let mut raw = RawWs::open(gw.addr, &cookie).await;
+    raw.write(&encode(FIN | OP_CLOSE, &1000u16.to_be_bytes(), Some(MASK)))
+        .await;
+    // The server answers with its own close frame before ending the
+    // connection (RFC 6455 closing handshake).
+    let (first, payload) = raw.frame().await.expect("the server echoes the close");
+    assert_eq!(first & 0x0f, OP_CLOSE);
+    assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1000);
+    assert!(raw.frame().await.is_none(), "then the connection ends");
+    within("close counted", async {
+        while closes(&gw, "1000").await < 1 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    gw.stop().await.unwrap();
+}

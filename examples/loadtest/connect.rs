@@ -1,0 +1,122 @@
+//! `connect`: log users in, open N authenticated sockets, hold them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::client::{Socket, login_all, open_socket, proc_sample};
+
+#[allow(clippy::too_many_arguments)]
+pub async fn connect_phase(
+    addr: SocketAddr,
+    pid: Option<u32>,
+    sockets: usize,
+    users: usize,
+    prefix: String,
+    password: String,
+    concurrency: usize,
+    hold: Duration,
+    as_json: bool,
+) -> bool {
+    let cookies = Arc::new(login_all(addr, &prefix, users, &password).await);
+    // let the server settle after the logins before the baseline
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = pid.and_then(proc_sample);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency.clamp(1, sockets.max(1)) {
+        let (next, cookies) = (next.clone(), cookies.clone());
+        workers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            let mut failed = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= sockets {
+                    break;
+                }
+                match open_socket(addr, &cookies[i % cookies.len()]).await {
+                    Ok(ws) => mine.push(ws),
+                    Err(e) => failed.push(e),
+                }
+            }
+            (mine, failed)
+        }));
+    }
+    let mut held: Vec<Socket> = Vec::with_capacity(sockets);
+    let mut failures: std::collections::BTreeMap<String, u64> = Default::default();
+    for w in workers {
+        if let Ok((mine, failed)) = w.await {
+            held.extend(mine);
+            for f in failed {
+                *failures.entry(f).or_default() += 1;
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let opened = held.len();
+    let after_open = pid.and_then(proc_sample);
+    tokio::time::sleep(hold).await;
+    let after_hold = pid.and_then(proc_sample);
+    drop(held);
+    let per_socket = match (before, after_hold) {
+        (Some(b), Some(a)) if opened > 0 => {
+            Some((a.rss_kib as f64 - b.rss_kib as f64) * 1024.0 / opened as f64)
+        }
+        _ => None,
+    };
+    let cpu_per_upgrade = match (before, after_open) {
+        (Some(b), Some(a)) if opened > 0 => {
+            Some(((a.utime - b.utime) + (a.stime - b.stime)) * 1e6 / opened as f64)
+        }
+        _ => None,
+    };
+    let report = serde_json::json!({
+        "phase": "connect",
+        "sockets": sockets,
+        "opened": opened,
+        "users": users,
+        "failures": failures,
+        "elapsed_s": elapsed,
+        "upgrades_per_s": opened as f64 / elapsed,
+        "server": {
+            "rss_before_kib": before.map(|p| p.rss_kib),
+            "rss_open_kib": after_open.map(|p| p.rss_kib),
+            "rss_held_kib": after_hold.map(|p| p.rss_kib),
+            "rss_bytes_per_socket": per_socket,
+            "cpu_us_per_upgrade": cpu_per_upgrade,
+        },
+    });
+    if as_json {
+        println!("{report}");
+    } else {
+        println!(
+            "connect: {opened}/{sockets} sockets open in {elapsed:.2} s ({:.0} upgrades/s) over {users} users",
+            opened as f64 / elapsed
+        );
+        if !failures.is_empty() {
+            println!("  failures: {failures:?}");
+        }
+        if let (Some(b), Some(o), Some(h)) = (before, after_open, after_hold) {
+            println!(
+                "  server RSS: {} KiB before, {} KiB with all open, {} KiB after {}s held",
+                b.rss_kib,
+                o.rss_kib,
+                h.rss_kib,
+                hold.as_secs()
+            );
+        }
+        if let Some(p) = per_socket {
+            println!(
+                "  RSS per idle authenticated socket: {:.0} bytes ({:.2} KiB)",
+                p,
+                p / 1024.0
+            );
+        }
+        if let Some(c) = cpu_per_upgrade {
+            println!("  server CPU per upgrade: {c:.1} us");
+        }
+    }
+    failures.is_empty() && opened == sockets
+}
