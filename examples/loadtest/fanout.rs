@@ -242,8 +242,9 @@ pub async fn fanout_phase(
                 }
                 last_seq = seq;
             }
-            let _ = ws.close(None).await;
-            (h, r)
+            // Kept open until every publisher is done: closing now would
+            // send presence diffs to the members still measuring.
+            (h, r, ws)
         }));
     }
 
@@ -332,9 +333,11 @@ pub async fn fanout_phase(
     let mut lat = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
     let mut total = SubResult::default();
     let mut expected_total = 0u64;
+    let mut finished: Vec<Socket> = Vec::with_capacity(plan.subscribers);
     for (i, rd) in readers.into_iter().enumerate() {
         expected_total += per_room[i % plan.rooms];
-        if let Ok((h, r)) = rd.await {
+        if let Ok((h, r, ws)) = rd.await {
+            finished.push(ws);
             let _ = lat.add(&h);
             total.received += r.received;
             total.gaps += r.gaps;
@@ -348,6 +351,7 @@ pub async fn fanout_phase(
     }
     let server_after = pid.and_then(proc_sample);
     let tester_after = cpu_of_self();
+    drop(finished);
     let metrics_after = probe
         .send("GET", "/metrics", None)
         .await
