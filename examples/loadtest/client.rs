@@ -131,14 +131,40 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
+/// This process's CPU time (user, system) in seconds.
+pub fn cpu_of_self() -> Option<(f64, f64)> {
+    let p = proc_sample(std::process::id())?;
+    Some((p.utime, p.stime))
+}
+
+/// Whether phases draw progress bars (off for --json and for the storm).
+pub static PROGRESS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// A progress bar of `len` steps, hidden unless [`PROGRESS`] is on.
+pub fn progress(len: usize, what: &str) -> indicatif::ProgressBar {
+    if !PROGRESS.load(std::sync::atomic::Ordering::Relaxed) {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg:>10} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec})",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_message(what.to_owned());
+    bar
+}
+
 pub fn pct(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
 
-/// Logs `users` users in (retrying after `Retry-After`); returns cookies.
+/// Logs users PREFIX{first}.. (`users` of them) in, retrying after
+/// `Retry-After`; returns their cookies.
 pub async fn login_all(
     addr: SocketAddr,
     prefix: &str,
+    first: usize,
     users: usize,
     password: &str,
 ) -> Vec<String> {
@@ -151,7 +177,7 @@ pub async fn login_all(
             let mut out = Vec::new();
             for i in start..(start + chunk).min(users) {
                 let body =
-                    serde_json::json!({"username": format!("{prefix}{i}"), "password": password})
+                    serde_json::json!({"username": format!("{prefix}{}", first + i), "password": password})
                         .to_string();
                 loop {
                     match c.send("POST", "/auth", Some(body.clone())).await {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::client::{Socket, login_all, open_socket, proc_sample};
+use crate::client::{Socket, cpu_of_self, login_all, open_socket, proc_sample, progress};
 
 #[allow(clippy::too_many_arguments)]
 pub async fn connect_phase(
@@ -13,21 +13,24 @@ pub async fn connect_phase(
     pid: Option<u32>,
     sockets: usize,
     users: usize,
+    first: usize,
     prefix: String,
     password: String,
     concurrency: usize,
     hold: Duration,
     as_json: bool,
 ) -> bool {
-    let cookies = Arc::new(login_all(addr, &prefix, users, &password).await);
+    let cookies = Arc::new(login_all(addr, &prefix, first, users, &password).await);
     // let the server settle after the logins before the baseline
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = pid.and_then(proc_sample);
+    let tester_before = cpu_of_self();
+    let bar = progress(sockets, "sockets");
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..concurrency.clamp(1, sockets.max(1)) {
-        let (next, cookies) = (next.clone(), cookies.clone());
+        let (next, cookies, bar) = (next.clone(), cookies.clone(), bar.clone());
         workers.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             let mut failed = Vec::new();
@@ -37,7 +40,10 @@ pub async fn connect_phase(
                     break;
                 }
                 match open_socket(addr, &cookies[i % cookies.len()]).await {
-                    Ok(ws) => mine.push(ws),
+                    Ok(ws) => {
+                        bar.inc(1);
+                        mine.push(ws)
+                    }
                     Err(e) => failed.push(e),
                 }
             }
@@ -55,6 +61,12 @@ pub async fn connect_phase(
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let tester_after = cpu_of_self();
+    let tester_share = match (tester_before, tester_after) {
+        (Some(a), Some(b)) => Some(((b.0 - a.0) + (b.1 - a.1)) / elapsed),
+        _ => None,
+    };
     let opened = held.len();
     let after_open = pid.and_then(proc_sample);
     tokio::time::sleep(hold).await;
@@ -87,6 +99,7 @@ pub async fn connect_phase(
             "rss_bytes_per_socket": per_socket,
             "cpu_us_per_upgrade": cpu_per_upgrade,
         },
+        "tester_core_share": tester_share,
     });
     if as_json {
         println!("{report}");
@@ -116,6 +129,9 @@ pub async fn connect_phase(
         }
         if let Some(c) = cpu_per_upgrade {
             println!("  server CPU per upgrade: {c:.1} us");
+        }
+        if let Some(t) = tester_share {
+            println!("  tester: {:.0}% of a core while opening", t * 100.0);
         }
     }
     failures.is_empty() && opened == sockets

@@ -17,7 +17,7 @@ use hdrhistogram::Histogram;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::{Conn, Socket, login_all, metric, open_socket, pct, proc_sample};
+use crate::client::{Conn, Socket, cpu_of_self, login_all, metric, open_socket, pct, proc_sample};
 
 /// Sockets per user (the server allows 32).
 const SOCKETS_PER_USER: usize = 30;
@@ -101,11 +101,6 @@ struct SubResult {
     epochs_changed: u64,
 }
 
-fn cpu_of_self() -> Option<(f64, f64)> {
-    let p = proc_sample(std::process::id())?;
-    Some((p.utime, p.stime))
-}
-
 async fn join(ws: &mut Socket, room: &str) -> Result<(), String> {
     ws.send(Message::text(format!(
         r#"{{"type":"join","room":"{room}","ref":"j"}}"#
@@ -135,7 +130,7 @@ pub async fn fanout_phase(
     as_json: bool,
 ) -> bool {
     let users = plan.users();
-    let cookies = login_all(addr, &prefix, users, &password).await;
+    let cookies = login_all(addr, &prefix, 0, users, &password).await;
     let cookie_of = |socket: usize| cookies[(socket / SOCKETS_PER_USER) % cookies.len()].clone();
 
     // Subscribers: open and join, a few hundred at a time.

@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::client::{Conn, metric, pct, proc_sample};
+use crate::client::{Conn, cpu_of_self, metric, pct, proc_sample, progress};
 
 #[allow(clippy::too_many_arguments)]
 pub async fn login_phase(
     addr: SocketAddr,
     pid: Option<u32>,
     users: usize,
+    first: usize,
     prefix: String,
     password: String,
     concurrency: usize,
@@ -66,14 +67,17 @@ pub async fn login_phase(
     let next = Arc::new(AtomicUsize::new(0));
     let retries = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
+    let tester_before = cpu_of_self();
+    let bar = progress(users, "logins");
     let deadline = started + timeout;
     let mut workers = Vec::new();
     for _ in 0..concurrency.clamp(1, users.max(1)) {
-        let (next, retries, prefix, password) = (
+        let (next, retries, prefix, password, bar) = (
             next.clone(),
             retries.clone(),
             prefix.clone(),
             password.clone(),
+            bar.clone(),
         );
         workers.push(tokio::spawn(async move {
             let mut h = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("histogram");
@@ -85,7 +89,7 @@ pub async fn login_phase(
                     break;
                 }
                 let body =
-                    serde_json::json!({"username": format!("{prefix}{i}"), "password": password})
+                    serde_json::json!({"username": format!("{prefix}{}", first + i), "password": password})
                         .to_string();
                 let t = Instant::now();
                 loop {
@@ -96,6 +100,7 @@ pub async fn login_phase(
                     match conn.send("POST", "/auth", Some(body.clone())).await {
                         Ok(r) if r.status == 200 => {
                             let _ = h.record(t.elapsed().as_micros().max(1) as u64);
+                            bar.inc(1);
                             break;
                         }
                         Ok(r) if r.status == 503 || r.status == 429 => {
@@ -128,6 +133,11 @@ pub async fn login_phase(
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let tester_share = match (tester_before, cpu_of_self()) {
+        (Some(a), Some(b)) => Some(((b.0 - a.0) + (b.1 - a.1)) / elapsed),
+        _ => None,
+    };
     done.store(true, Ordering::Relaxed);
     let (hh, health_failures) = health
         .await
@@ -177,6 +187,8 @@ pub async fn login_phase(
         "efficiency": if bound > 0.0 { rate / bound } else { 0.0 },
         "latency_ms": {"p50": pct(&lat, 0.5), "p90": pct(&lat, 0.9), "p99": pct(&lat, 0.99), "max": lat.max() as f64 / 1000.0},
         "healthz_ms": {"samples": hh.len(), "failures": health_failures, "p50": pct(&hh, 0.5), "p99": pct(&hh, 0.99), "max": hh.max() as f64 / 1000.0},
+        "tester_core_share": tester_share,
+        "server_core_share": cpu.map(|c| (c.0 + c.1) / elapsed),
         "server": {
             "cpu_user_s": cpu.map(|c| c.0),
             "cpu_sys_s": cpu.map(|c| c.1),
@@ -219,6 +231,13 @@ pub async fn login_phase(
             hh.max() as f64 / 1000.0,
             hh.len()
         );
+        if let (Some((u, s)), Some(t)) = (cpu, tester_share) {
+            println!(
+                "  cores: server {:.0}%, tester {:.0}% of one",
+                (u + s) * 100.0 / elapsed,
+                t * 100.0
+            );
+        }
         if let (Some((u, s)), Some(b), Some(a)) = (cpu, proc_before, proc_after) {
             println!(
                 "  server: cpu user {u:.2} s + sys {s:.2} s = {:.2} ms per login; RSS {} KiB before, {} KiB peak, {} KiB after",

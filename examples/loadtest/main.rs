@@ -28,6 +28,10 @@
 //!   checks per subscriber, server CPU per delivered message, and whether
 //!   the tester itself was the bottleneck.
 //!
+//! - `storm`: a login storm and a burst of upgrades while a paced fan-out
+//!   runs; each part reports as above, the login part with `/healthz`
+//!   latency throughout.
+//!
 //! Only loopback targets are accepted.
 
 mod client;
@@ -115,6 +119,31 @@ enum Phase {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+    },
+    /// Logins and upgrades at once while a paced fan-out runs; /healthz
+    /// latency is measured throughout (reported with the login phase).
+    Storm {
+        /// Users logging in at once.
+        #[arg(long, default_value_t = 1000)]
+        logins: usize,
+        /// Sockets opened meanwhile.
+        #[arg(long, default_value_t = 2000)]
+        sockets: usize,
+        /// Subscribers of the fan-out running underneath (one room).
+        #[arg(long, default_value_t = 500)]
+        subscribers: usize,
+        /// Publishes per second of the fan-out.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// Seconds the fan-out runs.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Username prefix.
+        #[arg(long, default_value = "load")]
+        prefix: String,
+        /// The users' password.
+        #[arg(long, default_value = "load-test-password")]
+        password: String,
     },
     /// Log users in, then open N sockets and hold them (RSS per socket).
     Connect {
@@ -256,9 +285,28 @@ fn raise_nofile_limit() {
     }
 }
 
+/// Pins this process to `core` (the embedded server runs on core 0).
+fn pin_to_core(core: usize) {
+    // SAFETY: the cpu set is a plain bit mask on the stack, passed by
+    // pointer with its size, and only read by the kernel.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            eprintln!("could not pin the tester to core {core}");
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     raise_nofile_limit();
+    if args.embedded && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
+        pin_to_core(1);
+    }
+    if args.json || matches!(args.phase, Phase::Storm { .. }) {
+        client::PROGRESS.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -283,6 +331,7 @@ fn main() -> std::process::ExitCode {
                 addr,
                 pid,
                 users,
+                0,
                 prefix,
                 password,
                 concurrency,
@@ -311,6 +360,7 @@ fn main() -> std::process::ExitCode {
                 pid,
                 sockets,
                 users,
+                0,
                 prefix,
                 password,
                 concurrency,
@@ -350,6 +400,72 @@ fn main() -> std::process::ExitCode {
             rt.block_on(fanout::fanout_phase(
                 addr, pid, plan, prefix, password, args.json,
             ))
+        }
+        Phase::Storm {
+            logins,
+            sockets,
+            subscribers,
+            rate,
+            seconds,
+            prefix,
+            password,
+        } => {
+            let plan = fanout::Plan {
+                subscribers,
+                rooms: 1,
+                publishers: 1,
+                messages: (rate * seconds as f64).ceil() as usize,
+                size: 100,
+                window: 32,
+                rate: Some(rate),
+                timeout: Duration::from_secs(seconds * 3 + 60),
+            };
+            let fan_users = plan.users();
+            let socket_users = sockets.div_ceil(30).max(1);
+            let total = fan_users + socket_users + logins;
+            let embedded = args
+                .embedded
+                .then(|| start_embedded(&prefix, total, &password));
+            let addr = embedded
+                .as_ref()
+                .map_or_else(|| loopback_addr(&args.url), |e| e.addr);
+            let pid = args.server_pid.or(embedded.as_ref().map(|e| e.child.id()));
+            let json = args.json;
+            rt.block_on(async move {
+                let fan =
+                    fanout::fanout_phase(addr, pid, plan, prefix.clone(), password.clone(), json);
+                let storm = async {
+                    // let the fan-out's subscribers settle first
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    tokio::join!(
+                        login::login_phase(
+                            addr,
+                            pid,
+                            logins,
+                            fan_users + socket_users,
+                            prefix.clone(),
+                            password.clone(),
+                            logins,
+                            Duration::from_secs(120),
+                            json,
+                        ),
+                        connect::connect_phase(
+                            addr,
+                            pid,
+                            sockets,
+                            socket_users,
+                            fan_users,
+                            prefix.clone(),
+                            password.clone(),
+                            200,
+                            Duration::from_secs(1),
+                            json,
+                        )
+                    )
+                };
+                let (f, (l, c)) = tokio::join!(fan, storm);
+                f && l && c
+            })
         }
     };
     if ok {
