@@ -434,6 +434,156 @@ fn map_error(e: &WsError) -> CloseReason {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::Auth;
+    use crate::config::{Config, HashParams, KeySource};
+    use crate::store::Store;
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    const T: Duration = Duration::from_secs(10);
+
+    /// A gateway over a temp store, and one socket's loop driven through an
+    /// in-memory duplex pipe instead of TCP.
+    async fn pipe(
+        dir: &std::path::Path,
+        tweak: impl FnOnce(&mut Config),
+    ) -> (Arc<Gateway>, WebSocketStream<tokio::io::DuplexStream>) {
+        let mut cfg = Config::new(dir);
+        cfg.auth.hash_params = HashParams {
+            m_cost: 64,
+            t_cost: 1,
+            p_cost: 1,
+        };
+        cfg.auth.key = KeySource::Bytes(vec![3; 32]);
+        tweak(&mut cfg);
+        let store = Store::open(&cfg.store).unwrap();
+        let auth = Auth::new(cfg.auth.clone(), store.clone(), Default::default()).unwrap();
+        let gw = Arc::new(Gateway::new(cfg.gateway.clone(), store, auth));
+        let conn = gw.registry.register(7, "alice", 70).unwrap();
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let server = WebSocketStream::from_raw_socket(a, Role::Server, Some(gw.ws_config())).await;
+        let client = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
+        tokio::spawn(run(gw.clone(), server, conn));
+        (gw, client)
+    }
+
+    async fn recv(ws: &mut WebSocketStream<tokio::io::DuplexStream>) -> Message {
+        tokio::time::timeout(T, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+    }
+
+    async fn json(ws: &mut WebSocketStream<tokio::io::DuplexStream>) -> serde_json::Value {
+        match recv(ws).await {
+            Message::Text(t) => serde_json::from_str(&t).unwrap(),
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+
+    async fn send(ws: &mut WebSocketStream<tokio::io::DuplexStream>, v: serde_json::Value) {
+        tokio::time::timeout(T, ws.send(Message::text(v.to_string())))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn loop_replies_in_order_without_a_network() {
+        let dir = tempfile::tempdir().unwrap();
+        let (gw, mut ws) = pipe(dir.path(), |_| {}).await;
+        let w = json(&mut ws).await;
+        assert_eq!(
+            (w["type"].as_str(), w["user"]["username"].as_str()),
+            (Some("welcome"), Some("alice"))
+        );
+        send(
+            &mut ws,
+            serde_json::json!({"type": "join", "room": "r", "ref": 1}),
+        )
+        .await;
+        let a = json(&mut ws).await;
+        assert_eq!(
+            (a["type"].as_str(), a["seq"].as_u64()),
+            (Some("ack"), Some(0))
+        );
+        // the ack of a publish comes before the message it causes
+        send(
+            &mut ws,
+            serde_json::json!({"type": "publish", "room": "r", "data": [1], "ref": 2}),
+        )
+        .await;
+        let a = json(&mut ws).await;
+        assert_eq!(
+            (a["type"].as_str(), a["ref"].as_i64(), a["seq"].as_u64()),
+            (Some("ack"), Some(2), Some(1))
+        );
+        let m = json(&mut ws).await;
+        assert_eq!(
+            (m["type"].as_str(), m["seq"].as_u64()),
+            (Some("message"), Some(1))
+        );
+        // a bad request gets an error and the loop goes on
+        send(&mut ws, serde_json::json!({"type": "nope", "ref": 3})).await;
+        assert_eq!(json(&mut ws).await["code"], "unknown_type");
+        send(&mut ws, serde_json::json!({"type": "ping", "ref": 4})).await;
+        assert_eq!(json(&mut ws).await["type"], "pong");
+        // a frame queued by someone else reaches the socket
+        gw.hub.publish("r", None, "\"server\"");
+        assert_eq!(json(&mut ws).await["from"], serde_json::Value::Null);
+        // a binary frame ends the loop with 1003, and the socket is gone
+        tokio::time::timeout(T, ws.send(Message::Binary(vec![1, 2].into())))
+            .await
+            .unwrap()
+            .unwrap();
+        match recv(&mut ws).await {
+            Message::Close(Some(f)) => assert_eq!(u16::from(f.code), 1003),
+            other => panic!("expected close, got {other:?}"),
+        }
+        tokio::time::timeout(T, async {
+            while !gw.registry.is_empty() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap();
+        assert!(gw.hub.presence("r").is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_overflowing_queue_closes_with_4002() {
+        let dir = tempfile::tempdir().unwrap();
+        let (gw, mut ws) = pipe(dir.path(), |c| c.gateway.outbound_queue = 4).await;
+        json(&mut ws).await; // welcome
+        send(&mut ws, serde_json::json!({"type": "join", "room": "r"})).await;
+        json(&mut ws).await; // ack
+        // Stop reading; publish until the pipe and the queue are full.
+        let big = format!("\"{}\"", "x".repeat(8 * 1024));
+        let mut published = 0;
+        while gw
+            .registry
+            .sockets_of("alice")
+            .first()
+            .is_some_and(|c| c.close_reason().is_none())
+        {
+            gw.hub.publish("r", None, &big);
+            published += 1;
+            assert!(published < 10_000, "never overflowed");
+            tokio::task::yield_now().await;
+        }
+        // Reading now drains what was written, then the close code.
+        loop {
+            match recv(&mut ws).await {
+                Message::Text(_) => {}
+                Message::Close(Some(f)) => {
+                    assert_eq!(u16::from(f.code), 4002);
+                    break;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn rate_limit_refuses_then_calls_it_abuse() {
