@@ -3,9 +3,10 @@
 //! messages/s, publish-to-receive latency, per-subscriber order checks, and
 //! the CPU each side spent (server CPU per delivered message).
 //!
-//! The receive path stays cheap: tungstenite reads many frames per syscall
-//! into a large buffer, and each frame is scanned for `seq`, `epoch` and the
-//! send time without building a JSON tree.
+//! The receive path stays cheap: subscribers are raw sockets (see `raw.rs`)
+//! that read many frames per syscall into a 64 KiB buffer, and each frame
+//! is scanned for `seq`, `epoch` and the send time without building a JSON
+//! tree.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{Conn, Socket, cpu_of_self, login_all, metric, open_socket, pct, proc_sample};
+use crate::raw::{Frame, RawSub};
 
 /// Sockets per user (the server allows 32).
 const SOCKETS_PER_USER: usize = 30;
@@ -134,15 +136,13 @@ pub async fn fanout_phase(
     let cookie_of = |socket: usize| cookies[(socket / SOCKETS_PER_USER) % cookies.len()].clone();
 
     // Subscribers: open and join, a few hundred at a time.
-    let mut subs: Vec<Socket> = Vec::with_capacity(plan.subscribers);
+    let mut subs: Vec<RawSub> = Vec::with_capacity(plan.subscribers);
     let mut opening = Vec::new();
     for i in 0..plan.subscribers {
         let cookie = cookie_of(i);
         let room = room_name(i % plan.rooms);
         opening.push(tokio::spawn(async move {
-            let mut ws = open_socket(addr, &cookie).await?;
-            join(&mut ws, &room).await?;
-            Ok::<_, String>(ws)
+            RawSub::subscribe(addr, &cookie, &room).await
         }));
         if opening.len() == 200 || i + 1 == plan.subscribers {
             for t in opening.drain(..) {
@@ -209,11 +209,11 @@ pub async fn fanout_phase(
             let mut epoch: Option<String> = None;
             while r.received < expect {
                 let left = deadline.saturating_duration_since(Instant::now());
-                let msg = match tokio::time::timeout(left, ws.next()).await {
-                    Ok(Some(Ok(m))) => m,
-                    _ => break,
+                let t = match tokio::time::timeout(left, ws.next()).await {
+                    Ok(Frame::Text(t)) => t,
+                    Ok(Frame::Other) => continue,
+                    Ok(Frame::End) | Err(_) => break,
                 };
-                let Message::Text(t) = msg else { continue };
                 if !t.starts_with("{\"type\":\"message\"") {
                     continue;
                 }
@@ -328,7 +328,7 @@ pub async fn fanout_phase(
     let mut lat = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
     let mut total = SubResult::default();
     let mut expected_total = 0u64;
-    let mut finished: Vec<Socket> = Vec::with_capacity(plan.subscribers);
+    let mut finished: Vec<RawSub> = Vec::with_capacity(plan.subscribers);
     for (i, rd) in readers.into_iter().enumerate() {
         expected_total += per_room[i % plan.rooms];
         if let Ok((h, r, ws)) = rd.await {

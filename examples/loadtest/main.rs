@@ -38,6 +38,7 @@ mod client;
 mod connect;
 mod fanout;
 mod login;
+mod raw;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
