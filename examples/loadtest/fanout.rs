@@ -220,11 +220,11 @@ pub async fn fanout_phase(
                 let now = base.elapsed().as_micros() as u64;
                 r.received += 1;
                 received_all.fetch_add(1, Ordering::Relaxed);
-                if let Some(sent) = number_after(&t, "\"data\":{\"t\":", false) {
+                if let Some(sent) = number_after(t, "\"data\":{\"t\":", false) {
                     let _ = h.record(now.saturating_sub(sent).max(1));
                 }
-                let seq = number_after(&t, "\"seq\":", true).unwrap_or(0);
-                let e = epoch_of(&t).unwrap_or("");
+                let seq = number_after(t, "\"seq\":", true).unwrap_or(0);
+                let e = epoch_of(t).unwrap_or("");
                 if epoch.as_deref() != Some(e) {
                     if epoch.is_some() {
                         r.epochs_changed += 1;
