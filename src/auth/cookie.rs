@@ -57,26 +57,27 @@ impl Key {
         Ok(Self { id, secret })
     }
 
-    fn mac(&self, token: &[u8]) -> Vec<u8> {
-        // HMAC accepts keys of any length; this cannot fail.
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.secret)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    /// HMAC over the domain tag, the key id and the token. (HMAC takes keys
+    /// of any length, so `None` does not happen in practice.)
+    fn keyed(&self, token: &[u8]) -> Option<Hmac<Sha256>> {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.secret).ok()?;
         mac.update(MAC_TAG);
         mac.update(self.id.as_bytes());
         mac.update(b".");
         mac.update(token);
-        mac.finalize().into_bytes().to_vec()
+        Some(mac)
+    }
+
+    fn mac(&self, token: &[u8]) -> Vec<u8> {
+        // An empty tag never verifies.
+        self.keyed(token)
+            .map(|m| m.finalize().into_bytes().to_vec())
+            .unwrap_or_default()
     }
 
     fn verify_mac(&self, token: &[u8], tag: &[u8]) -> bool {
-        let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.secret) else {
-            return false;
-        };
-        mac.update(MAC_TAG);
-        mac.update(self.id.as_bytes());
-        mac.update(b".");
-        mac.update(token);
-        mac.verify_slice(tag).is_ok()
+        self.keyed(token)
+            .is_some_and(|m| m.verify_slice(tag).is_ok())
     }
 }
 
