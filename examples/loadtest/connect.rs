@@ -78,12 +78,15 @@ pub async fn connect_phase(
         }
         _ => None,
     };
-    let cpu_per_upgrade = match (before, after_open) {
-        (Some(b), Some(a)) if opened > 0 => {
-            Some(((a.utime - b.utime) + (a.stime - b.stime)) * 1e6 / opened as f64)
-        }
+    // (user, system) µs of server CPU per upgrade
+    let cpu_split = match (before, after_open) {
+        (Some(b), Some(a)) if opened > 0 => Some((
+            (a.utime - b.utime) * 1e6 / opened as f64,
+            (a.stime - b.stime) * 1e6 / opened as f64,
+        )),
         _ => None,
     };
+    let cpu_per_upgrade = cpu_split.map(|(u, s)| u + s);
     let report = serde_json::json!({
         "phase": "connect",
         "sockets": sockets,
@@ -98,6 +101,8 @@ pub async fn connect_phase(
             "rss_held_kib": after_hold.map(|p| p.rss_kib),
             "rss_bytes_per_socket": per_socket,
             "cpu_us_per_upgrade": cpu_per_upgrade,
+            "cpu_us_per_upgrade_user": cpu_split.map(|c| c.0),
+            "cpu_us_per_upgrade_sys": cpu_split.map(|c| c.1),
         },
         "tester_core_share": tester_share,
     });
@@ -127,8 +132,11 @@ pub async fn connect_phase(
                 p / 1024.0
             );
         }
-        if let Some(c) = cpu_per_upgrade {
-            println!("  server CPU per upgrade: {c:.1} us");
+        if let Some((u, s)) = cpu_split {
+            println!(
+                "  server CPU per upgrade: {:.1} us (user {u:.1} + sys {s:.1})",
+                u + s
+            );
         }
         if let Some(t) = tester_share {
             println!("  tester: {:.0}% of a core while opening", t * 100.0);
