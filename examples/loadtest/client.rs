@@ -234,3 +234,41 @@ pub async fn open_socket(addr: SocketAddr, cookie: &str) -> Result<Socket, Strin
         _ => Err("no welcome".into()),
     }
 }
+
+/// A two-column summary table for the text output.
+pub struct Table {
+    title: String,
+    rows: Vec<(String, String)>,
+}
+
+impl Table {
+    /// An empty table.
+    pub fn new(title: impl Into<String>) -> Self {
+        Self {
+            title: title.into(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a row.
+    pub fn row(&mut self, key: &str, value: impl Into<String>) -> &mut Self {
+        self.rows.push((key.to_owned(), value.into()));
+        self
+    }
+
+    /// Prints the table, keys aligned.
+    pub fn print(&self) {
+        let w = self
+            .rows
+            .iter()
+            .map(|r| r.0.chars().count())
+            .max()
+            .unwrap_or(0);
+        println!("{}", self.title);
+        println!("{}", "-".repeat(self.title.chars().count().max(w + 20)));
+        for (k, v) in &self.rows {
+            println!("{k:<w$}  {v}");
+        }
+        println!();
+    }
+}

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::client::Table;
 use crate::client::{Socket, cpu_of_self, login_all, open_socket, proc_sample, progress};
 
 #[allow(clippy::too_many_arguments)]
@@ -109,38 +110,40 @@ pub async fn connect_phase(
     if as_json {
         println!("{report}");
     } else {
-        println!(
-            "connect: {opened}/{sockets} sockets open in {elapsed:.2} s ({:.0} upgrades/s) over {users} users",
-            opened as f64 / elapsed
-        );
+        let mut t = Table::new(format!("connect: {sockets} sockets over {users} users"));
+        t.row("opened", format!("{opened}/{sockets} in {elapsed:.2} s"))
+            .row("upgrades/s", format!("{:.0}", opened as f64 / elapsed));
         if !failures.is_empty() {
-            println!("  failures: {failures:?}");
+            t.row("failures", format!("{failures:?}"));
         }
         if let (Some(b), Some(o), Some(h)) = (before, after_open, after_hold) {
-            println!(
-                "  server RSS: {} KiB before, {} KiB with all open, {} KiB after {}s held",
-                b.rss_kib,
-                o.rss_kib,
-                h.rss_kib,
-                hold.as_secs()
+            t.row(
+                "server RSS before/open/held",
+                format!(
+                    "{} / {} / {} KiB (held {} s)",
+                    b.rss_kib,
+                    o.rss_kib,
+                    h.rss_kib,
+                    hold.as_secs()
+                ),
             );
         }
         if let Some(p) = per_socket {
-            println!(
-                "  RSS per idle authenticated socket: {:.0} bytes ({:.2} KiB)",
-                p,
-                p / 1024.0
+            t.row(
+                "RSS per idle socket",
+                format!("{p:.0} bytes ({:.2} KiB)", p / 1024.0),
             );
         }
         if let Some((u, s)) = cpu_split {
-            println!(
-                "  server CPU per upgrade: {:.1} us (user {u:.1} + sys {s:.1})",
-                u + s
+            t.row(
+                "server CPU per upgrade",
+                format!("{:.1} us (user {u:.1} + sys {s:.1})", u + s),
             );
         }
-        if let Some(t) = tester_share {
-            println!("  tester: {:.0}% of a core while opening", t * 100.0);
+        if let Some(ts) = tester_share {
+            t.row("tester core share", format!("{:.0} %", ts * 100.0));
         }
+        t.print();
     }
     failures.is_empty() && opened == sockets
 }

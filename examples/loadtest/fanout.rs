@@ -18,6 +18,7 @@ use hdrhistogram::Histogram;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::client::Table;
 use crate::client::{Conn, Socket, cpu_of_self, login_all, metric, open_socket, pct, proc_sample};
 use crate::raw::{Frame, RawSub};
 
@@ -389,7 +390,7 @@ pub async fn fanout_phase(
     if as_json {
         println!("{report}");
     } else {
-        println!(
+        let mut t = Table::new(format!(
             "fanout: {} subscribers in {} room(s), {} publisher(s) x {} messages of {} B, window {}{}",
             plan.subscribers,
             plan.rooms,
@@ -400,39 +401,62 @@ pub async fn fanout_phase(
             plan.rate
                 .map(|r| format!(", offered {r:.0} publishes/s"))
                 .unwrap_or_default()
-        );
-        println!(
-            "  received {}/{} in {elapsed:.2} s: {rate:.0} deliveries/s; gaps {}, reorders {}, epoch changes {}",
-            total.received, expected_total, total.gaps, total.reorders, total.epochs_changed
-        );
-        println!(
-            "  publish-to-receive ms: p50 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
-            pct(&lat, 0.5),
-            pct(&lat, 0.99),
-            pct(&lat, 0.999),
-            lat.max() as f64 / 1000.0
+        ));
+        t.row(
+            "received",
+            format!("{}/{} in {elapsed:.2} s", total.received, expected_total),
+        )
+        .row("deliveries/s", format!("{rate:.0}"))
+        .row(
+            "gaps / reorders / epoch changes",
+            format!(
+                "{} / {} / {}",
+                total.gaps, total.reorders, total.epochs_changed
+            ),
+        )
+        .row(
+            "latency p50/p99/p99.9/max",
+            format!(
+                "{:.2} / {:.2} / {:.2} / {:.2} ms",
+                pct(&lat, 0.5),
+                pct(&lat, 0.99),
+                pct(&lat, 0.999),
+                lat.max() as f64 / 1000.0
+            ),
         );
         if total.received != expected_total {
-            println!(
-                "  published {}, acked {}, refused {} (a refused publish is an error reply, e.g. rate_limited)",
-                sent_all.load(Ordering::Relaxed),
-                acked.load(Ordering::Relaxed),
-                refused.load(Ordering::Relaxed)
+            t.row(
+                "published / acked / refused",
+                format!(
+                    "{} / {} / {} (a refused publish is an error reply, e.g. rate_limited)",
+                    sent_all.load(Ordering::Relaxed),
+                    acked.load(Ordering::Relaxed),
+                    refused.load(Ordering::Relaxed)
+                ),
             );
         }
-        if let (Some((u, s)), Some(ss), Some(ts)) = (per_delivery, server_share, tester_share) {
-            println!(
-                "  server CPU per delivered message: {:.3} us (user {u:.3} + sys {s:.3}); server {:.0}% of a core, tester {:.0}%{}",
-                u + s,
-                ss * 100.0,
-                ts * 100.0,
-                if tester_bound {
-                    "  [TESTER-BOUND: the tester's core is saturated]"
-                } else {
-                    ""
-                }
+        if let Some((u, s)) = per_delivery {
+            t.row(
+                "server CPU per delivery",
+                format!("{:.3} us (user {u:.3} + sys {s:.3})", u + s),
             );
         }
+        if let (Some(ss), Some(ts)) = (server_share, tester_share) {
+            t.row(
+                "core share server/tester",
+                format!(
+                    "{:.0} % / {:.0} %{}",
+                    ss * 100.0,
+                    ts * 100.0,
+                    if tester_bound {
+                        "  TESTER-BOUND: the tester's core is saturated"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+        }
+        t.print();
     }
     ok
 }

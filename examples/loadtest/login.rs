@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::client::{Conn, cpu_of_self, metric, pct, proc_sample, progress};
+use crate::client::{Conn, Table, cpu_of_self, metric, pct, proc_sample, progress};
 
 #[allow(clippy::too_many_arguments)]
 pub async fn login_phase(
@@ -203,54 +203,78 @@ pub async fn login_phase(
     if as_json {
         println!("{report}");
     } else {
-        println!(
-            "login storm: {ok}/{users} logged in in {elapsed:.2} s ({rate:.1} logins/s), {} retried after Retry-After",
-            retries.load(Ordering::Relaxed)
-        );
+        let mut t = Table::new(format!("login storm: {users} users at once"));
+        t.row("logged in", format!("{ok}/{users} in {elapsed:.2} s"))
+            .row("logins/s", format!("{rate:.1}"))
+            .row(
+                "retried after Retry-After",
+                retries.load(Ordering::Relaxed).to_string(),
+            );
         if !failures.is_empty() {
-            println!("  failures by status: {failures:?}");
+            t.row("failures by status", format!("{failures:?}"));
         }
-        println!(
-            "  hashing: {threads} thread(s), mean {:.2} ms per hash, bound {bound:.1}/s, achieved {:.1}% of it",
-            mean_hash * 1000.0,
-            if bound > 0.0 {
-                100.0 * rate / bound
-            } else {
-                0.0
-            }
-        );
-        println!(
-            "  login latency ms: p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}",
-            pct(&lat, 0.5),
-            pct(&lat, 0.9),
-            pct(&lat, 0.99),
-            lat.max() as f64 / 1000.0
-        );
-        println!(
-            "  /healthz during the storm ms: p50 {:.2}  p99 {:.2}  max {:.2}  ({} samples, {health_failures} failed)",
-            pct(&hh, 0.5),
-            pct(&hh, 0.99),
-            hh.max() as f64 / 1000.0,
-            hh.len()
-        );
-        if let (Some((u, s)), Some(t)) = (cpu, tester_share) {
-            println!(
-                "  cores: server {:.0}%, tester {:.0}% of one",
-                (u + s) * 100.0 / elapsed,
-                t * 100.0
+        t.row("hashing threads", format!("{threads}"))
+            .row("mean hash time", format!("{:.2} ms", mean_hash * 1000.0))
+            .row("hashing bound", format!("{bound:.1} logins/s"))
+            .row(
+                "achieved share of the bound",
+                format!(
+                    "{:.1} %",
+                    if bound > 0.0 {
+                        100.0 * rate / bound
+                    } else {
+                        0.0
+                    }
+                ),
+            )
+            .row(
+                "login latency p50/p90/p99/max",
+                format!(
+                    "{:.1} / {:.1} / {:.1} / {:.1} ms",
+                    pct(&lat, 0.5),
+                    pct(&lat, 0.9),
+                    pct(&lat, 0.99),
+                    lat.max() as f64 / 1000.0
+                ),
+            )
+            .row(
+                "/healthz p50/p99/max",
+                format!(
+                    "{:.2} / {:.2} / {:.2} ms ({} samples, {health_failures} failed)",
+                    pct(&hh, 0.5),
+                    pct(&hh, 0.99),
+                    hh.max() as f64 / 1000.0,
+                    hh.len()
+                ),
             );
-        }
         if let (Some((u, s)), Some(b), Some(a)) = (cpu, proc_before, proc_after) {
-            println!(
-                "  server: {:.2} ms of CPU per login (user {:.2} + sys {:.2}); RSS {} KiB before, {} KiB peak, {} KiB after",
-                (u + s) * 1000.0 / ok.max(1) as f64,
-                u * 1000.0 / ok.max(1) as f64,
-                s * 1000.0 / ok.max(1) as f64,
-                b.rss_kib,
-                peak_rss.load(Ordering::Relaxed),
-                a.rss_kib
+            let n = ok.max(1) as f64;
+            t.row(
+                "server CPU per login",
+                format!(
+                    "{:.2} ms (user {:.2} + sys {:.2})",
+                    (u + s) * 1000.0 / n,
+                    u * 1000.0 / n,
+                    s * 1000.0 / n
+                ),
+            )
+            .row(
+                "server RSS before/peak/after",
+                format!(
+                    "{} / {} / {} KiB",
+                    b.rss_kib,
+                    peak_rss.load(Ordering::Relaxed),
+                    a.rss_kib
+                ),
             );
         }
+        if let (Some((u, s)), Some(ts)) = (cpu, tester_share) {
+            t.row(
+                "core share server/tester",
+                format!("{:.0} % / {:.0} %", (u + s) * 100.0 / elapsed, ts * 100.0),
+            );
+        }
+        t.print();
     }
     failures.is_empty() && ok == users as u64
 }
