@@ -68,7 +68,7 @@ struct Args {
     phase: Phase,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
 enum Phase {
     /// N users log in at once.
     Login {
@@ -286,6 +286,25 @@ fn raise_nofile_limit() {
     }
 }
 
+/// The gateway to load: one of our own (`--embedded`, seeded with `users`
+/// users) or `--url`; its address and, when known, its PID. The child, if
+/// any, lives as long as the returned guard.
+fn target(
+    args: &Args,
+    prefix: &str,
+    users: usize,
+    password: &str,
+) -> (Option<Embedded>, SocketAddr, Option<u32>) {
+    let embedded = args
+        .embedded
+        .then(|| start_embedded(prefix, users, password));
+    let addr = embedded
+        .as_ref()
+        .map_or_else(|| loopback_addr(&args.url), |e| e.addr);
+    let pid = args.server_pid.or(embedded.as_ref().map(|e| e.child.id()));
+    (embedded, addr, pid)
+}
+
 /// Pins this process to `core` (the embedded server runs on core 0).
 fn pin_to_core(core: usize) {
     // SAFETY: the cpu set is a plain bit mask on the stack, passed by
@@ -313,7 +332,7 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .build()
         .expect("runtime");
-    let ok = match args.phase {
+    let ok = match args.phase.clone() {
         Phase::Login {
             users,
             prefix,
@@ -321,13 +340,7 @@ fn main() -> std::process::ExitCode {
             concurrency,
             timeout,
         } => {
-            let embedded = args
-                .embedded
-                .then(|| start_embedded(&prefix, users, &password));
-            let addr = embedded
-                .as_ref()
-                .map_or_else(|| loopback_addr(&args.url), |e| e.addr);
-            let pid = args.server_pid.or(embedded.as_ref().map(|e| e.child.id()));
+            let (_embedded, addr, pid) = target(&args, &prefix, users, &password);
             rt.block_on(login::login_phase(
                 addr,
                 pid,
@@ -349,13 +362,7 @@ fn main() -> std::process::ExitCode {
             hold,
         } => {
             let users = users.unwrap_or(sockets.div_ceil(30)).max(1);
-            let embedded = args
-                .embedded
-                .then(|| start_embedded(&prefix, users, &password));
-            let addr = embedded
-                .as_ref()
-                .map_or_else(|| loopback_addr(&args.url), |e| e.addr);
-            let pid = args.server_pid.or(embedded.as_ref().map(|e| e.child.id()));
+            let (_embedded, addr, pid) = target(&args, &prefix, users, &password);
             rt.block_on(connect::connect_phase(
                 addr,
                 pid,
@@ -391,13 +398,7 @@ fn main() -> std::process::ExitCode {
                 rate,
                 timeout: Duration::from_secs(timeout),
             };
-            let embedded = args
-                .embedded
-                .then(|| start_embedded(&prefix, plan.users(), &password));
-            let addr = embedded
-                .as_ref()
-                .map_or_else(|| loopback_addr(&args.url), |e| e.addr);
-            let pid = args.server_pid.or(embedded.as_ref().map(|e| e.child.id()));
+            let (_embedded, addr, pid) = target(&args, &prefix, plan.users(), &password);
             rt.block_on(fanout::fanout_phase(
                 addr, pid, plan, prefix, password, args.json,
             ))
@@ -424,13 +425,7 @@ fn main() -> std::process::ExitCode {
             let fan_users = plan.users();
             let socket_users = sockets.div_ceil(30).max(1);
             let total = fan_users + socket_users + logins;
-            let embedded = args
-                .embedded
-                .then(|| start_embedded(&prefix, total, &password));
-            let addr = embedded
-                .as_ref()
-                .map_or_else(|| loopback_addr(&args.url), |e| e.addr);
-            let pid = args.server_pid.or(embedded.as_ref().map(|e| e.child.id()));
+            let (_embedded, addr, pid) = target(&args, &prefix, total, &password);
             let json = args.json;
             rt.block_on(async move {
                 let fan =
