@@ -73,6 +73,9 @@ pub async fn connect_phase(
     tokio::time::sleep(hold).await;
     let after_hold = pid.and_then(proc_sample);
     drop(held);
+    // let the server see the closes, then see what memory it kept
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after_close = pid.and_then(proc_sample);
     let per_socket = match (before, after_hold) {
         (Some(b), Some(a)) if opened > 0 => {
             Some((a.rss_kib as f64 - b.rss_kib as f64) * 1024.0 / opened as f64)
@@ -100,6 +103,7 @@ pub async fn connect_phase(
             "rss_before_kib": before.map(|p| p.rss_kib),
             "rss_open_kib": after_open.map(|p| p.rss_kib),
             "rss_held_kib": after_hold.map(|p| p.rss_kib),
+            "rss_after_close_kib": after_close.map(|p| p.rss_kib),
             "rss_bytes_per_socket": per_socket,
             "cpu_us_per_upgrade": cpu_per_upgrade,
             "cpu_us_per_upgrade_user": cpu_split.map(|c| c.0),
@@ -127,6 +131,9 @@ pub async fn connect_phase(
                     hold.as_secs()
                 ),
             );
+        }
+        if let Some(c) = after_close {
+            t.row("server RSS 2 s after closing", format!("{} KiB", c.rss_kib));
         }
         if let Some(p) = per_socket {
             t.row(
