@@ -72,7 +72,13 @@ impl App {
         }
         let store = Store::open(&config.store)?;
         let metrics = Arc::new(Metrics::default());
-        let auth = Auth::new(config.auth.clone(), store.clone(), metrics.clone())?;
+        let tasks = TaskTracker::new();
+        let auth = Auth::new(
+            config.auth.clone(),
+            store.clone(),
+            metrics.clone(),
+            tasks.clone(),
+        )?;
         let gateway = Arc::new(Gateway::new(
             config.gateway.clone(),
             store.clone(),
@@ -80,7 +86,7 @@ impl App {
         ));
         Ok(Self {
             gateway,
-            tasks: TaskTracker::new(),
+            tasks,
             shutdown: CancellationToken::new(),
             config,
             auth,

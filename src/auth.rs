@@ -16,6 +16,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio_util::task::TaskTracker;
+
 use crate::config::{AuthConfig, SessionProtection};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -80,6 +82,8 @@ struct Inner {
     dummy_phc: String,
     /// Sessions whose last-seen write is in flight (no duplicate writes).
     touching: Mutex<HashSet<i64>>,
+    /// Where background writes run, so a drain waits for them.
+    tasks: TaskTracker,
 }
 
 impl Auth {
@@ -88,7 +92,12 @@ impl Auth {
     ///
     /// # Errors
     /// Key files that cannot be read or created; bad hash parameters.
-    pub fn new(cfg: AuthConfig, store: Store, metrics: Arc<Metrics>) -> Result<Self> {
+    pub fn new(
+        cfg: AuthConfig,
+        store: Store,
+        metrics: Arc<Metrics>,
+        tasks: TaskTracker,
+    ) -> Result<Self> {
         let keys = Keys::load(&cfg.key, &cfg.previous_keys)?;
         let started = Instant::now();
         let mut dummy_password = [0u8; 24];
@@ -112,6 +121,7 @@ impl Auth {
                 metrics,
                 dummy_phc,
                 touching: Mutex::new(HashSet::new()),
+                tasks,
             }),
         })
     }
@@ -292,7 +302,7 @@ impl Auth {
             }
         }
         let this = self.clone();
-        tokio::spawn(async move {
+        self.inner.tasks.spawn(async move {
             let r = this
                 .inner
                 .store

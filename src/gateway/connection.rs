@@ -457,7 +457,13 @@ mod tests {
         cfg.auth.key = KeySource::Bytes(vec![3; 32]);
         tweak(&mut cfg);
         let store = Store::open(&cfg.store).unwrap();
-        let auth = Auth::new(cfg.auth.clone(), store.clone(), Default::default()).unwrap();
+        let auth = Auth::new(
+            cfg.auth.clone(),
+            store.clone(),
+            Default::default(),
+            Default::default(),
+        )
+        .unwrap();
         let gw = Arc::new(Gateway::new(cfg.gateway.clone(), store, auth));
         let conn = gw.registry.register(7, "alice", 70).unwrap();
         let (a, b) = tokio::io::duplex(64 * 1024);

@@ -2176,3 +2176,29 @@ async fn a_client_close_is_echoed_and_counted_as_1000() {
     .await;
     gw.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_store_fault_during_a_request_is_unavailable_and_the_socket_stays_open() {
+    let gw = TestGateway::start().await;
+    let bob = user(&gw, "bob").await;
+    gw.add_user("carol", PW).await;
+    let (mut b, _) = Ws::open(&gw, &bob).await;
+    // Another process breaks the schema under the gateway: looking up an
+    // offline user for `direct` now fails in the store.
+    let db = rusqlite::Connection::open(gw.db_path()).unwrap();
+    db.execute_batch("ALTER TABLE users RENAME TO users_away")
+        .unwrap();
+    let e = b
+        .call(json!({"type": "direct", "to": "carol", "data": 1, "ref": "s"}))
+        .await;
+    assert_eq!(error_code(&e, Some(json!("s"))), "unavailable");
+    b.alive().await;
+    // Repaired, the same request works again on the same socket.
+    db.execute_batch("ALTER TABLE users_away RENAME TO users")
+        .unwrap();
+    let ack = b
+        .call(json!({"type": "direct", "to": "carol", "data": 1, "ref": "t"}))
+        .await;
+    assert_eq!(ack, json!({"type": "ack", "ref": "t", "delivered": 0}));
+    stop(gw, b).await;
+}
