@@ -176,9 +176,15 @@ impl Store {
 
     /// Whether the database answers a trivial query (readiness).
     pub async fn ping(&self) -> bool {
-        self.call(|c| Ok(c.query_row("SELECT count(*) FROM users LIMIT 1", [], |_| Ok(()))?))
-            .await
-            .is_ok()
+        self.call(|c| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM (SELECT 1 FROM users LIMIT 1)",
+                [],
+                |_| Ok(()),
+            )?)
+        })
+        .await
+        .is_ok()
     }
 
     /// Moves the WAL's content into the database file and truncates the WAL
