@@ -45,6 +45,8 @@ const RATE_ABUSE_AFTER: Duration = Duration::from_secs(10);
 const RATE_CALM_AFTER: Duration = Duration::from_secs(1);
 /// Prefix of `feed:` rooms, read-only for clients.
 const FEED_PREFIX: &str = "feed:";
+/// The message of an `invalid_room` error.
+const INVALID_ROOM: &str = "room names match [A-Za-z0-9_.:-]{1,64}";
 
 /// Per-socket request limit: a token bucket plus the abuse clock.
 struct RateLimit {
@@ -263,6 +265,11 @@ impl Session<'_> {
         .await
     }
 
+    /// Whether this socket has joined `room`.
+    fn joined(&self, room: &str) -> bool {
+        self.rooms.iter().any(|x| **x == *room)
+    }
+
     fn reply(&mut self, frame: Utf8Bytes) {
         self.pending.push_back(Message::Text(frame));
     }
@@ -323,14 +330,13 @@ impl Session<'_> {
             Kind::Ping => FrameBuf::new("pong").reference(r).finish(),
             Kind::Join { room } => {
                 if !valid_room(&room) {
-                    err("invalid_room", "room names match [A-Za-z0-9_.:-]{1,64}")
-                } else if !self.rooms.iter().any(|x| **x == *room)
-                    && self.rooms.len() >= gw.config.max_rooms_per_socket
+                    err("invalid_room", INVALID_ROOM)
+                } else if !self.joined(&room) && self.rooms.len() >= gw.config.max_rooms_per_socket
                 {
                     err("too_many_rooms", "this socket is in too many rooms")
                 } else {
                     let j = gw.hub.join(self.conn, &room);
-                    if !self.rooms.iter().any(|x| **x == *room) {
+                    if !self.joined(&room) {
                         self.rooms.push(room.as_str().into());
                     }
                     FrameBuf::new("ack")
@@ -343,7 +349,7 @@ impl Session<'_> {
             }
             Kind::Leave { room } => {
                 if !valid_room(&room) {
-                    err("invalid_room", "room names match [A-Za-z0-9_.:-]{1,64}")
+                    err("invalid_room", INVALID_ROOM)
                 } else if let Some(i) = self.rooms.iter().position(|x| **x == *room) {
                     self.rooms.swap_remove(i);
                     gw.hub.leave(self.conn, &room);
@@ -354,8 +360,8 @@ impl Session<'_> {
             }
             Kind::Presence { room } => {
                 if !valid_room(&room) {
-                    err("invalid_room", "room names match [A-Za-z0-9_.:-]{1,64}")
-                } else if self.rooms.iter().any(|x| **x == *room) {
+                    err("invalid_room", INVALID_ROOM)
+                } else if self.joined(&room) {
                     let users = gw.hub.presence(&room);
                     FrameBuf::new("presence")
                         .reference(r)
@@ -368,8 +374,8 @@ impl Session<'_> {
             }
             Kind::Publish { room, data } => {
                 if !valid_room(&room) {
-                    err("invalid_room", "room names match [A-Za-z0-9_.:-]{1,64}")
-                } else if !self.rooms.iter().any(|x| **x == *room) {
+                    err("invalid_room", INVALID_ROOM)
+                } else if !self.joined(&room) {
                     err("not_joined", "join the room before publishing to it")
                 } else if room.starts_with(FEED_PREFIX) {
                     err(
